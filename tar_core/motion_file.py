@@ -1,0 +1,227 @@
+"""The motion file: one ``.npz`` per tracked person, the contract between engine and add-on.
+
+Format ``tar-motion`` version 1 (documented in docs/motion-file.md). Everything is in the camera
+frame of the video with OpenCV axes (+x right, +y down, +z forward), metres;
+``joints_cam = SMPL(poses, betas).joints + trans``. Files are written atomically (temporary name,
+then rename) and read with ``allow_pickle=False`` only. This module needs numpy alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Motion",
+    "MotionFileError",
+    "read_motion",
+    "validate_arrays",
+    "validate_file",
+    "write_motion",
+]
+
+FORMAT = "tar-motion"
+FORMAT_VERSION = 1
+ENGINES = ("tar", "keypoints", "ground-truth")
+BODY_MODELS = ("smpl", "mannequin")
+GENDERS = ("neutral", "male", "female")
+
+
+class MotionFileError(ValueError):
+    """A motion file is malformed; ``key`` names the offending entry."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass
+class Motion:
+    """The contents of one motion file (N rows, one per frame where the person was seen)."""
+
+    poses: np.ndarray  # (N, 72) f32 SMPL axis-angle, global orientation in the camera frame
+    trans: np.ndarray  # (N, 3) f32 metres, camera frame
+    betas: np.ndarray  # (10,) f32
+    frame_ids: np.ndarray  # (N,) i64 source frame index of each row
+    frame_times: np.ndarray  # (N,) f64 presentation time, seconds from the clip start
+    image_size: np.ndarray  # (2,) i32 width, height (display orientation)
+    camera_intrinsics: np.ndarray  # (3, 3) f32 K in pixels
+    bbox_xyxy: np.ndarray  # (N, 4) f32
+    joints_cam: np.ndarray  # (N, 24, 3) f32
+    joints_2d: np.ndarray  # (N, 24, 2) f32
+    confidence: np.ndarray  # (N,) f32 in 0..1
+    mocap_framerate: float
+    track_id: int
+    engine: str  # tar | keypoints | ground-truth
+    body_model: str  # smpl | mannequin
+    gender: str = "neutral"
+    provenance: str = "{}"  # JSON
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.poses.shape[0])
+
+    @property
+    def provenance_dict(self) -> dict:
+        return json.loads(self.provenance)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The npz members, with both frame-rate spellings, in their contract dtypes."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            spec = _SPEC.get(f.name)
+            out[f.name] = np.asarray(v, dtype=spec[1]) if spec else np.asarray(v)
+        out["mocap_frame_rate"] = out["mocap_framerate"]
+        return out
+
+
+# key -> (shape with N for rows, dtype); strings and scalars are checked separately.
+_SPEC: dict[str, tuple[tuple, type]] = {
+    "poses": (("N", 72), np.float32),
+    "trans": (("N", 3), np.float32),
+    "betas": ((10,), np.float32),
+    "frame_ids": (("N",), np.int64),
+    "frame_times": (("N",), np.float64),
+    "image_size": ((2,), np.int32),
+    "camera_intrinsics": ((3, 3), np.float32),
+    "bbox_xyxy": (("N", 4), np.float32),
+    "joints_cam": (("N", 24, 3), np.float32),
+    "joints_2d": (("N", 24, 2), np.float32),
+    "confidence": (("N",), np.float32),
+    "mocap_framerate": ((), np.float64),
+    "mocap_frame_rate": ((), np.float64),
+    "track_id": ((), np.int64),
+    "format_version": ((), np.int64),
+}
+_STRINGS = {
+    "format": (FORMAT,),
+    "engine": ENGINES,
+    "body_model": BODY_MODELS,
+    "gender": GENDERS,
+    "provenance": None,
+}
+
+
+def _string(arrays: dict, key: str) -> str:
+    v = arrays[key]
+    if not (isinstance(v, np.ndarray) and v.dtype.kind == "U" and v.ndim == 0):
+        raise MotionFileError(key, "must be a string (0-d unicode array)")
+    return str(v)
+
+
+def validate_arrays(arrays: dict[str, np.ndarray]) -> int:
+    """Check a motion file's members against the contract; return N. Raises MotionFileError."""
+    for key in (*_SPEC, *_STRINGS):
+        if key not in arrays:
+            raise MotionFileError(key, "missing")
+    for key, allowed in _STRINGS.items():
+        s = _string(arrays, key)
+        if allowed is not None and s not in allowed:
+            raise MotionFileError(key, f"{s!r} is not one of {', '.join(allowed)}")
+    version = arrays["format_version"]
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise MotionFileError("format_version", "must be an integer scalar")
+    if int(version) != FORMAT_VERSION:
+        raise MotionFileError("format_version", f"version {int(version)} is not supported (this reader: 1)")
+    n = arrays["poses"].shape[0] if arrays["poses"].ndim == 2 else -1
+    if n < 1:
+        raise MotionFileError("poses", f"must be (N, 72) with N >= 1, got {arrays['poses'].shape}")
+    for key, (shape, dtype) in _SPEC.items():
+        a = arrays[key]
+        want = tuple(n if d == "N" else d for d in shape)
+        if a.shape != want:
+            raise MotionFileError(key, f"shape {a.shape}, expected {want}")
+        kind = np.dtype(dtype).kind
+        if a.dtype.kind != kind and not (kind == "f" and a.dtype.kind == "f"):
+            raise MotionFileError(key, f"dtype {a.dtype}, expected {np.dtype(dtype)}")
+        if kind == "f" and not np.all(np.isfinite(a)):
+            raise MotionFileError(key, "contains NaN or infinity")
+    if float(arrays["mocap_framerate"]) <= 0:
+        raise MotionFileError("mocap_framerate", "must be positive")
+    if not np.isclose(float(arrays["mocap_framerate"]), float(arrays["mocap_frame_rate"])):
+        raise MotionFileError("mocap_frame_rate", "differs from mocap_framerate")
+    if np.any(np.diff(arrays["frame_ids"]) <= 0):
+        raise MotionFileError("frame_ids", "must be strictly increasing")
+    if np.any(np.diff(arrays["frame_times"]) <= 0):
+        raise MotionFileError("frame_times", "must be strictly increasing")
+    if np.any(arrays["image_size"] <= 0):
+        raise MotionFileError("image_size", "width and height must be positive")
+    K = arrays["camera_intrinsics"]
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or not np.allclose(K[2], [0, 0, 1]) or K[1, 0] != 0:
+        raise MotionFileError("camera_intrinsics", "not a pinhole matrix [[fx,s,cx],[0,fy,cy],[0,0,1]]")
+    c = arrays["confidence"]
+    if np.any((c < 0) | (c > 1)):
+        raise MotionFileError("confidence", "values must lie in 0..1")
+    try:
+        prov = json.loads(_string(arrays, "provenance"))
+    except json.JSONDecodeError as exc:
+        raise MotionFileError("provenance", f"not JSON ({exc})") from None
+    if not isinstance(prov, dict):
+        raise MotionFileError("provenance", "must be a JSON object")
+    return n
+
+
+def write_motion(path: str | Path, motion: Motion) -> Path:
+    """Validate and write ``motion`` to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    arrays = motion.to_arrays()
+    validate_arrays(arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise MotionFileError("file", f"{path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise MotionFileError("file", "holds Python objects; a motion file holds plain arrays") from None
+        raise MotionFileError("file", f"unreadable npz ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise MotionFileError("file", f"unreadable npz ({exc})") from None
+
+
+def read_motion(path: str | Path) -> Motion:
+    """Read and validate a motion file."""
+    arrays = _load_arrays(path)
+    validate_arrays(arrays)
+    kw = {}
+    for f in fields(Motion):
+        v = arrays[f.name]
+        if f.name in _STRINGS:
+            kw[f.name] = str(v)
+        elif f.name in ("track_id", "format_version"):
+            kw[f.name] = int(v)
+        elif f.name == "mocap_framerate":
+            kw[f.name] = float(v)
+        else:
+            kw[f.name] = v
+    return Motion(**kw)
+
+
+def validate_file(path: str | Path) -> int:
+    """Validate a motion file on disk; return its row count. Raises MotionFileError."""
+    return validate_arrays(_load_arrays(path))

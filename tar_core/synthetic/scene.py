@@ -1,0 +1,200 @@
+"""Draw a ground-truth clip with Blender Cycles on the CPU (``bpy``, Blender as a Python module).
+
+Geometry arrives in the OpenCV camera frame and is placed in Blender's world by the motion-file
+convention: camera at the origin looking along +Y with +Z up, camera point (x, y, z) -> world
+(x, z, -y). The camera's intrinsics equal K exactly (half-pixel principal-point convention).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..body_model import BodyModel
+from .groundtruth import GroundTruth
+
+__all__ = ["CV_TO_BLENDER", "render_frames"]
+
+CV_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+# Material slots by the SMPL joint that moves a face most.
+_SKIN_JOINTS = {12, 15, 20, 21, 22, 23}
+_SHIRT_JOINTS = {3, 6, 9, 13, 14, 16, 17}
+_TROUSER_JOINTS = {0, 1, 2, 4, 5}
+_SHOE_JOINTS = {7, 8, 10, 11}
+_SLOTS = ("skin", "shirt", "trousers", "shoes", "hair")
+
+
+def _import_bpy():
+    if "BLENDER_USER_RESOURCES" not in os.environ:  # keep Blender out of ~/.config
+        os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="tar-blender-")
+    import bpy
+
+    return bpy
+
+
+def face_materials(body: BodyModel, long_sleeves: bool) -> np.ndarray:
+    """(F,) material slot per face from its dominant skinning joint; hair on the upper head."""
+    d = body.data
+    part = d.weights.argmax(1)[d.faces].T  # (3, F)
+    face_part = np.array([np.bincount(col, minlength=24).argmax() for col in part.T])
+    slot = np.full(len(face_part), _SLOTS.index("shirt"))
+    slot[np.isin(face_part, list(_SKIN_JOINTS))] = _SLOTS.index("skin")
+    slot[np.isin(face_part, list(_TROUSER_JOINTS))] = _SLOTS.index("trousers")
+    slot[np.isin(face_part, list(_SHOE_JOINTS))] = _SLOTS.index("shoes")
+    forearm = np.isin(face_part, [18, 19])
+    slot[forearm] = _SLOTS.index("shirt" if long_sleeves else "skin")
+    # Hair cap: head faces above the eyes, or above the head joint towards the back.
+    rest = d.v_template[d.faces].mean(1)  # (F, 3) face centres in the T-pose
+    head_joint = d.J_regressor[15] @ d.v_template
+    eye_y = d.v_template[d.extra_vertex_ids["leye"], 1] if d.extra_vertex_ids else head_joint[1] + 0.07
+    hair = (face_part == 15) & ((rest[:, 1] > eye_y + 0.035) | ((rest[:, 1] > head_joint[1]) &
+                                                                 (rest[:, 2] < head_joint[2] - 0.03)))
+    slot[hair] = _SLOTS.index("hair")
+    return slot
+
+
+def _principled(bpy, name: str, rgb, roughness: float, subsurface: float = 0.0):
+    mat = bpy.data.materials.new(name)
+    if hasattr(mat, "use_nodes"):
+        mat.use_nodes = True
+    bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Base Color"].default_value = (*rgb, 1.0)
+    bsdf.inputs["Roughness"].default_value = roughness
+    if subsurface and "Subsurface Weight" in bsdf.inputs:
+        bsdf.inputs["Subsurface Weight"].default_value = subsurface
+        bsdf.inputs["Subsurface Radius"].default_value = (0.01, 0.005, 0.003)
+    return mat, bsdf
+
+
+def _checker_floor(bpy, name: str, rgb):
+    mat, bsdf = _principled(bpy, name, rgb, 0.8)
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    coords = nodes.new("ShaderNodeTexCoord")
+    checker = nodes.new("ShaderNodeTexChecker")
+    checker.inputs["Scale"].default_value = 2.0  # 0.5 m tiles in object (= world) coordinates
+    checker.inputs["Color1"].default_value = (*rgb, 1.0)
+    checker.inputs["Color2"].default_value = (*(0.55 * np.asarray(rgb)), 1.0)
+    links.new(coords.outputs["Object"], checker.inputs["Vector"])
+    links.new(checker.outputs["Color"], bsdf.inputs["Base Color"])
+    return mat
+
+
+def _quad(bpy, scene, name: str, corners_cv: np.ndarray, mat):
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata([tuple(CV_TO_BLENDER @ c) for c in corners_cv], [], [(0, 1, 2, 3)])
+    mesh.update()
+    mesh.materials.append(mat)
+    obj = bpy.data.objects.new(name, mesh)
+    scene.collection.objects.link(obj)
+    return obj
+
+
+def _setup_camera(bpy, scene, K: np.ndarray, width: int, height: int):
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    data = bpy.data.cameras.new("camera")
+    data.sensor_fit = "HORIZONTAL"
+    data.sensor_width = 36.0
+    data.lens = fx * data.sensor_width / width
+    data.shift_x = ((width - 1) / 2.0 - cx) / width
+    data.shift_y = (cy - (height - 1) / 2.0) / width * fx / fy
+    data.clip_start, data.clip_end = 0.05, 200.0
+    cam = bpy.data.objects.new("camera", data)
+    cam.rotation_euler = (math.pi / 2, 0.0, 0.0)  # looks along +Y, +Z up
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.render.resolution_percentage = 100
+    scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = 1.0, fx / fy if fy > fx else 1.0
+    return cam
+
+
+def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+    """Render every frame; yields (H, W, 3) uint8 BGR images (BGRA when ``backdrop`` is False:
+    transparent film, no floor or wall, so alpha is the body's silhouette)."""
+    bpy = _import_bpy()
+    spec, look = gt.spec, gt.look
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = spec.samples
+    scene.cycles.use_denoising = True
+    scene.cycles.max_bounces = 4
+    scene.render.use_persistent_data = True
+    scene.render.film_transparent = not backdrop
+    scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGB" if backdrop else "RGBA"
+
+    world = bpy.data.worlds.new("world")
+    scene.world = world
+    if hasattr(world, "use_nodes"):
+        world.use_nodes = True
+    bg = next(n for n in world.node_tree.nodes if n.type == "BACKGROUND")
+    bg.inputs["Color"].default_value = (0.55, 0.6, 0.68, 1.0)
+    bg.inputs["Strength"].default_value = 0.6
+
+    _setup_camera(bpy, scene, gt.K, spec.width, spec.height)
+
+    sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+    sun.data.energy = look["sun_strength"]
+    sun.data.angle = 0.2
+    # Light from above, from the camera's side, seeded left/right.
+    sun.rotation_euler = (math.radians(35), 0.0, look["sun_angle"])
+    scene.collection.objects.link(sun)
+
+    # Body mesh with material slots by body part.
+    mesh = bpy.data.meshes.new("body")
+    verts0 = gt.verts_cam[0] @ CV_TO_BLENDER.T
+    mesh.from_pydata(verts0.tolist(), [], body.faces.tolist())
+    mesh.update()
+    if hasattr(mesh, "shade_smooth"):
+        mesh.shade_smooth()
+    for slot in _SLOTS:
+        if slot == "skin":
+            mat, _ = _principled(bpy, slot, look["skin"], 0.5, subsurface=0.15)
+        else:
+            mat, _ = _principled(bpy, slot, look[slot], {"hair": 0.6, "shoes": 0.4}.get(slot, 0.85))
+        mesh.materials.append(mat)
+    mesh.polygons.foreach_set("material_index", face_materials(body, look["long_sleeves"]).astype(np.int32))
+    body_obj = bpy.data.objects.new("body", mesh)
+    scene.collection.objects.link(body_obj)
+
+    if backdrop:
+        R, C = gt.R_wc, gt.cam_center
+        centre = gt.verts_cam.reshape(-1, 3).mean(0)
+        # The floor (world y = 0) and a wall behind the person, built in the world and moved to
+        # the camera frame.
+        cz = C + R.T @ centre  # person's centre in the world
+        half = 15.0
+        floor_w = np.array([[cz[0] - half, 0, cz[2] - half], [cz[0] + half, 0, cz[2] - half],
+                            [cz[0] + half, 0, cz[2] + half], [cz[0] - half, 0, cz[2] + half]])
+        back = cz[2] - 3.0 if C[2] > cz[2] else cz[2] + 3.0
+        wall_w = np.array([[cz[0] - half, 0, back], [cz[0] + half, 0, back],
+                           [cz[0] + half, 6.0, back], [cz[0] - half, 6.0, back]])
+        _quad(bpy, scene, "floor", (floor_w - C) @ R.T, _checker_floor(bpy, "floor", look["floor"]))
+        _quad(bpy, scene, "wall", (wall_w - C) @ R.T, _principled(bpy, "wall", look["wall"], 0.9)[0])
+
+    import cv2
+
+    with tempfile.TemporaryDirectory(prefix="tar-render-") as tmp:
+        still = str(Path(tmp) / "frame.png")
+        scene.render.filepath = still
+        n = len(gt.verts_cam)
+        for i in range(n):
+            mesh.vertices.foreach_set("co", (gt.verts_cam[i] @ CV_TO_BLENDER.T).astype(np.float32).ravel())
+            mesh.update()
+            bpy.ops.render.render(write_still=True)
+            img = cv2.imread(still, cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise RuntimeError(f"Blender wrote no image for frame {i}")
+            if progress:
+                progress(i + 1, n)
+            yield img
