@@ -193,6 +193,9 @@ def _load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise MotionFileError("file", f"{path} does not exist")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            raise MotionFileError("file", f"unreadable npz: {path} is not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

@@ -139,6 +139,23 @@ def test_axis_angle_to_quaternion_matches_scipy(backend, shape):
     np.testing.assert_allclose(q, scipy_quat_wxyz(scipy_matrix(rv)), atol=ATOL64)
 
 
+TINY_ANGLES = np.array([1e-300, 1e-12, 1e-8, 5e-7, 9.99e-7, 1.01e-6, 1e-5, 1e-3])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_small_angle_series_are_accurate_to_relative_precision(backend):
+    # Both sides of the Taylor-series switch: checked relative to the (tiny) components, so an
+    # error in the series terms would show even though it is invisible in absolute terms.
+    axis = np.array([0.48, -0.6, 0.64])
+    rv = axis * TINY_ANGLES[:, None]
+    q = to_numpy(axis_angle_to_quaternion(as_backend(rv, backend)), backend)
+    half = TINY_ANGLES / 2.0
+    np.testing.assert_allclose(q[:, 1:], axis * np.sin(half)[:, None], rtol=1e-14, atol=0)
+    np.testing.assert_allclose(q[:, 0], np.cos(half), rtol=1e-15, atol=0)
+    aa = to_numpy(quaternion_to_axis_angle(as_backend(q, backend)), backend)
+    np.testing.assert_allclose(aa, rv, rtol=1e-13, atol=0)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", BATCH_SHAPES)
 def test_matrix_to_axis_angle_inverts_below_pi(backend, shape):

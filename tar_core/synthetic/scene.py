@@ -61,7 +61,7 @@ def face_materials(body: BodyModel, long_sleeves: bool) -> np.ndarray:
 
 def _principled(bpy, name: str, rgb, roughness: float, subsurface: float = 0.0):
     mat = bpy.data.materials.new(name)
-    if hasattr(mat, "use_nodes"):
+    if mat.node_tree is None:  # Blender < 5 creates materials without nodes
         mat.use_nodes = True
     bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
     bsdf.inputs["Base Color"].default_value = (*rgb, 1.0)
@@ -135,7 +135,7 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
 
     world = bpy.data.worlds.new("world")
     scene.world = world
-    if hasattr(world, "use_nodes"):
+    if world.node_tree is None:
         world.use_nodes = True
     bg = next(n for n in world.node_tree.nodes if n.type == "BACKGROUND")
     bg.inputs["Color"].default_value = (0.55, 0.6, 0.68, 1.0)
