@@ -12,8 +12,8 @@ from tar_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample" / "sample_walk.mp4"
-ARGS = ["render-clip", "--motion", "walk", "--frames", "90", "--size", "480x360", "--fps", "30",
-        "--seed", "1", "--samples", "16", "-o", str(SAMPLE)]
+ARGS = ["render-clip", "--motion", "walk", "--frames", "72", "--size", "384x288", "--fps", "24",
+        "--seed", "1", "--samples", "12", "-o", str(SAMPLE)]
 
 if __name__ == "__main__":
     sys.exit(main(ARGS))

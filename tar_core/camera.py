@@ -75,7 +75,7 @@ def bbox_info(center_xy, box_size, focal, principal_point):
     """
     principal_point = _pair(principal_point, center_xy)
     dx = (center_xy[..., 0] - principal_point[..., 0]) / focal * BBOX_INFO_SCALE
-    dy = (center_xy[..., 1] - principal_point[..., 0]) / focal * BBOX_INFO_SCALE
+    dy = (center_xy[..., 1] - principal_point[..., 1]) / focal * BBOX_INFO_SCALE
     ds = (box_size - 0.24 * focal) / (0.06 * focal)
     return _stack([dx, dy, ds + dx * 0], center_xy)  # ds broadcast to the batch shape
 

@@ -88,8 +88,10 @@ def matrix_to_quaternion(R):
     # 4*w^2, 4*x^2, 4*y^2, 4*z^2, each clamped so sqrt stays real under round-off.
     four_sq = torch.stack(
         [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1
-    ).clamp_min(0.0)
-    root = torch.sqrt(four_sq)  # (..., 4) = 2|w|, 2|x|, 2|y|, 2|z|
+    )
+    # Clamped away from zero so sqrt has a finite slope: the branches not taken carry zero
+    # gradient, and 0 * inf would turn it into NaN (e.g. at the identity).
+    root = torch.sqrt(four_sq.clamp_min(1e-12))  # (..., 4) = 2|w|, 2|x|, 2|y|, 2|z|
     candidates = torch.stack(
         [
             torch.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], dim=-1),

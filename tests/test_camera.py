@@ -202,9 +202,7 @@ def test_crop_to_full_matches_formula(backend, shape, per_item):
         f = ref_focal(W_IMG, H_IMG)
         pp = (W_IMG / 2.0 - 31.0, H_IMG / 2.0 + 12.0)
         f_arg, pp_arg = f, pp
-    out = crop_to_full(
-        as_backend(cam, backend), as_backend(center, backend), as_backend(size, backend), f_arg, pp_arg
-    )
+    out = crop_to_full(as_backend(cam, backend), as_backend(center, backend), as_backend(size, backend), f_arg, pp_arg)
     out = to_numpy(out, backend)
     assert out.shape == tuple(shape) + (3,)
     np.testing.assert_allclose(out, ref_crop_to_full(cam, center, size, f, pp), rtol=1e-12, atol=1e-12)
@@ -312,9 +310,7 @@ def test_full_to_crop_and_normalized_match_formula(backend, shape, crop_size):
     np.testing.assert_allclose(crop_px, expected_crop, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(norm, 2.0 * expected_crop / crop - 1.0, rtol=1e-12, atol=1e-12)
     # Normalised coordinates do not depend on the crop resolution: 2 (p - c) / b.
-    np.testing.assert_allclose(
-        norm, 2.0 * (pts - center[..., None, :]) / np.asarray(size)[..., None, None], atol=1e-12
-    )
+    np.testing.assert_allclose(norm, 2.0 * (pts - center[..., None, :]) / np.asarray(size)[..., None, None], atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -391,7 +387,9 @@ def test_crop_to_full_recovers_translation(backend, shape, pp_offset):
     )
     np.testing.assert_allclose(to_numpy(T, backend), sc["T"], rtol=1e-12, atol=1e-12)
     # bbox_info of the box says how big and where it is, consistent with the same camera.
-    info = to_numpy(bbox_info(as_backend(sc["center"], backend), as_backend(sc["b"], backend), sc["f"], sc["pp"]), backend)
+    info = to_numpy(
+        bbox_info(as_backend(sc["center"], backend), as_backend(sc["b"], backend), sc["f"], sc["pp"]), backend
+    )
     np.testing.assert_allclose(info, ref_bbox_info(sc["center"], sc["b"], sc["f"], sc["pp"]), rtol=1e-12)
 
 
