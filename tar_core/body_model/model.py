@@ -219,7 +219,7 @@ def convert_smpl_file(src: str | Path, dst: str | Path) -> Path:
 class BodyOutput(NamedTuple):
     """Posed body. Shapes for batch B, V vertices, K markers."""
 
-    vertices: torch.Tensor  # (B, V, 3)
+    vertices: torch.Tensor | None  # (B, V, 3); None when posed without the mesh
     joints: torch.Tensor  # (B, 24, 3) the SMPL skeleton
     extra_joints: torch.Tensor  # (B, 21, 3) nose, eyes, ears, toes, heels, fingertips (smplx order)
     markers: torch.Tensor  # (B, K, 3) feedback markers
@@ -261,6 +261,7 @@ class BodyModel(torch.nn.Module):
                 create_transl=False,
             )
         self.register_buffer("marker_ids", torch.as_tensor(d.marker_ids, dtype=torch.long))
+        self._register_sparse()
 
     @property
     def kind(self) -> str:
@@ -277,17 +278,82 @@ class BodyModel(torch.nn.Module):
     def num_markers(self) -> int:
         return int(self.data.marker_ids.shape[0])
 
-    def forward(self, global_orient, body_pose, betas=None, transl=None) -> BodyOutput:
+    def _register_sparse(self) -> None:
+        """Arrays for posing only the joints and the marker / extra-joint vertices.
+
+        The network needs joints and ~90 vertices per iteration, not 6,890-13,718: the joints'
+        regression is folded into the template and shape directions once, and only the
+        selected vertices are skinned (the same equations as smplx's ``lbs``).
+        """
+        d = self.data
+        extra = self.smpl.vertex_joint_selector.extra_joints_idxs.cpu().numpy()
+        ids = np.concatenate([d.marker_ids, extra]).astype(np.int64)
+        self.n_markers = len(d.marker_ids)
+        sm = self.smpl
+        reg = sm.J_regressor  # (24, V)
+        self.register_buffer("j_template", reg @ sm.v_template, persistent=False)  # (24, 3)
+        self.register_buffer("j_shapedirs", torch.einsum("jv,vcl->jcl", reg, sm.shapedirs), persistent=False)
+        idx = torch.as_tensor(ids)
+        self.register_buffer("s_template", sm.v_template[idx], persistent=False)  # (S, 3)
+        self.register_buffer("s_shapedirs", sm.shapedirs[idx], persistent=False)  # (S, 3, 10)
+        posedirs = sm.posedirs.view(sm.posedirs.shape[0], -1, 3)[:, idx]  # (207, S, 3)
+        self.has_posedirs = d.posedirs is not None
+        self.register_buffer("s_posedirs", posedirs.reshape(posedirs.shape[0], -1), persistent=False)
+        self.register_buffer("s_weights", sm.lbs_weights[idx], persistent=False)  # (S, 24)
+
+    def _rotmats(self, global_orient, body_pose) -> torch.Tensor:
+        """(B, 24, 3, 3) from axis-angle (B, 3) + (B, 69) or from matrices."""
+        from ..rotations import axis_angle_to_matrix
+
+        B = global_orient.shape[0]
+        if global_orient.ndim >= 3 and global_orient.shape[-2:] == (3, 3):
+            return torch.cat([global_orient.reshape(B, 1, 3, 3), body_pose.reshape(B, NUM_JOINTS - 1, 3, 3)], 1)
+        aa = torch.cat([global_orient.reshape(B, 3), body_pose.reshape(B, -1)], 1).view(B, NUM_JOINTS, 3)
+        return axis_angle_to_matrix(aa)
+
+    def _sparse_forward(self, rotmats: torch.Tensor, betas: torch.Tensor, transl) -> BodyOutput:
+        B = rotmats.shape[0]
+        # Plain matmuls: einsum picks a pathological batched-matmul layout for these tiny shapes.
+        J = self.j_template + (betas @ self.j_shapedirs.flatten(0, 1).T).view(B, -1, 3)  # (B, 24, 3) rest joints
+        v = self.s_template + (betas @ self.s_shapedirs.flatten(0, 1).T).view(B, -1, 3)  # (B, S, 3)
+        if self.has_posedirs:
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            feat = (rotmats[:, 1:] - eye).reshape(B, -1)  # (B, 207)
+            v = v + (feat @ self.s_posedirs).view(B, -1, 3)
+        # Forward kinematics: world transform of every joint, parents first.
+        rel = J.clone()
+        rel[:, 1:] = J[:, 1:] - J[:, list(PARENTS[1:])]
+        rot, pos = [rotmats[:, 0]], [rel[:, 0]]
+        for j in range(1, NUM_JOINTS):
+            p = PARENTS[j]
+            rot.append(rot[p] @ rotmats[:, j])
+            pos.append(pos[p] + (rot[p] @ rel[:, j, :, None])[..., 0])
+        G_rot, G_pos = torch.stack(rot, 1), torch.stack(pos, 1)  # (B, 24, 3, 3), (B, 24, 3)
+        # Skinning transforms move rest-pose points: x -> G_rot x + (G_pos - G_rot J).
+        A_t = G_pos - (G_rot @ J[..., None])[..., 0]
+        T_rot = (self.s_weights @ G_rot.flatten(2)).view(B, -1, 3, 3)  # (B, S, 3, 3)
+        T_t = self.s_weights @ A_t  # (B, S, 3)
+        verts = (T_rot @ v[..., None])[..., 0] + T_t  # (B, S, 3)
+        if transl is not None:
+            G_pos = G_pos + transl[:, None]
+            verts = verts + transl[:, None]
+        return BodyOutput(vertices=None, joints=G_pos, extra_joints=verts[:, self.n_markers:],
+                          markers=verts[:, : self.n_markers])
+
+    def forward(self, global_orient, body_pose, betas=None, transl=None, full_mesh: bool = True) -> BodyOutput:
         """Pose the body.
 
         global_orient: (B, 3) axis-angle or (B, 1, 3, 3) / (B, 3, 3) matrices;
         body_pose: (B, 69) axis-angle or (B, 23, 3, 3) matrices; betas: (B, 10) or None (zeros);
-        transl: (B, 3) or None.
+        transl: (B, 3) or None. ``full_mesh=False`` skips the mesh (``vertices`` is None) and poses
+        only joints, markers and extra joints: same numbers, a fraction of the work.
         """
-        rotmats = global_orient.shape[-1] == 3 and global_orient.ndim >= 3 and global_orient.shape[-2] == 3
         B = global_orient.shape[0]
         if betas is None:
             betas = global_orient.new_zeros(B, NUM_BETAS)
+        if not full_mesh:
+            return self._sparse_forward(self._rotmats(global_orient, body_pose), betas, transl)
+        rotmats = global_orient.ndim >= 3 and global_orient.shape[-2:] == (3, 3)
         if rotmats:
             global_orient = global_orient.reshape(B, 1, 3, 3)
             body_pose = body_pose.reshape(B, NUM_JOINTS - 1, 3, 3)
