@@ -108,6 +108,62 @@ def cmd_smpl_convert(args) -> int:
     return 0
 
 
+def cmd_init_checkpoint(args) -> int:
+    import torch
+
+    from .body_model import load_body_model
+    from .checkpoints import save_checkpoint
+    from .config import ConfigError, get_variant
+    from .network.tar import TAR
+
+    try:
+        cfg = get_variant(args.variant)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    torch.manual_seed(args.seed)
+    body = load_body_model(args.body)
+    model = TAR(cfg, body)
+    path = save_checkpoint(args.output, model, "untrained")
+    print(f"wrote untrained {cfg.name} checkpoint {path} ({body.describe()})")
+    return 0
+
+
+# Table S3 of the paper: the LTE size S vs GFLOPs and parameters (HRNet-W48).
+PAPER_TABLE_S3 = {64: (184.6, 25.0), 32: (72.4, 29.9), 16: (43.5, 34.3), 8: (36.3, 38.5)}
+
+
+def cmd_info(args) -> int:
+    from .config import ConfigError, get_variant
+    from .network.info import model_info
+
+    try:
+        cfg = get_variant(args.variant)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    info = model_info(cfg)
+    if cfg.backbone == "hrnet48" and cfg.use_lte and cfg.lte_size in PAPER_TABLE_S3:
+        gf, mp = PAPER_TABLE_S3[cfg.lte_size]
+        info["paper_table_s3"] = {"gflops": gf, "params_m": mp}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{cfg.name}: backbone {cfg.backbone}, T={cfg.seq_len}, L={cfg.lte_window}, S={cfg.lte_size}")
+    for key in ("params_backbone", "params_temporal", "params_refinement", "params_total"):
+        print(f"  {key:28s} {info[key] / 1e6:8.2f} M")
+    print(f"  {'gflops_backbone_per_frame':28s} {info['gflops_backbone_per_frame']:8.2f}")
+    print(f"  {'gflops_head_per_output_frame':28s} {info['gflops_head_per_output_frame']:8.2f}")
+    print(f"  {'gflops_per_output_frame':28s} {info['gflops_per_output_frame']:8.2f}  (backbone once per frame + head)")
+    if "paper_table_s3" in info:
+        p = info["paper_table_s3"]
+        print(f"  paper Table S3 (S={cfg.lte_size}): {p['gflops']} GFLOPs, {p['params_m']} M params "
+              f"(here: head {info['gflops_head_per_output_frame']:.1f} GFLOPs, "
+              f"{(info['params_total'] - info['params_backbone']) / 1e6:.1f} M params without the backbone)")
+    print("  FLOPs are counted by torch.utils.flop_counter (a multiply-add counts as 2).")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The longest end-to-end slice that exists: for now, render a sample clip with ground truth."""
     from .body_model import load_body_model
@@ -156,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output")
     p.set_defaults(func=cmd_smpl_convert)
+
+    p = sub.add_parser("init-checkpoint", help="write an untrained checkpoint (for pipeline tests, benchmarks)")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--body", default=None, help="SMPL .pkl/.npz (default: the built-in mannequin)")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_init_checkpoint)
+
+    p = sub.add_parser("info", help="parameters and GFLOPs of a variant, beside the paper's Table S3")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="run the built-in demo end to end")
     p.add_argument("--out", default="demo_out")
