@@ -115,7 +115,11 @@ def load_checkpoint(path: str | Path, body: BodyModel | None = None, variant: st
     except ValueError as exc:
         raise CheckpointError(f"{path}: cannot build its model with {body.describe()} ({exc})") from None
     state = payload["state_dict"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+        detail = str(exc).splitlines()[1:3]
+        raise CheckpointError(f"{path}: weights do not match config {cfg.name!r}: {' '.join(detail)}") from None
     missing = [k for k in missing if not k.startswith("body.")]
     if missing or unexpected:
         raise CheckpointError(

@@ -166,8 +166,11 @@ def load_body_model_data(path: str | Path | None = None, gender: str | None = No
     else:
         markers = np.asarray(arrays.get("markers", SMPL_MARKER_IDS), dtype=np.int64)
         extra = None
-    if markers.max() >= n_verts:
-        raise BodyModelError(f"{path}: marker vertex ids exceed the {n_verts} vertices")
+    if markers.min() < 0 or markers.max() >= n_verts:
+        raise BodyModelError(f"{path}: marker vertex ids must lie in 0..{n_verts - 1}")
+    needed = max(extra.values()) if extra else 6787  # the largest of smplx's own SMPL extra-joint ids
+    if needed >= n_verts:
+        raise BodyModelError(f"{path}: {n_verts} vertices; the extra joints need vertex {needed}")
     return BodyModelData(
         kind=kind,
         gender=gender or file_gender,

@@ -59,6 +59,16 @@ def _checked_reconstructor(cls, base, state):
     return copyreg._reconstructor(cls, base, state)
 
 
+# Plain containers that chumpy's pickled state uses (e.g. the set ``_dirty_vars``).
+_SAFE_BUILTINS = {"object": object, "set": set, "frozenset": frozenset}
+
+
+def _latin1_encode(text, encoding="latin1"):
+    if not isinstance(text, str) or encoding != "latin1":
+        raise UnsafePickleError("refusing _codecs.encode other than str -> latin1 bytes")
+    return text.encode("latin1")
+
+
 _NUMPY_NAMES = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -76,8 +86,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if (module, name) in {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}:
             return _checked_reconstructor
-        if (module, name) in {("__builtin__", "object"), ("builtins", "object")}:
-            return object
+        if module in ("__builtin__", "builtins") and name in _SAFE_BUILTINS:
+            return _SAFE_BUILTINS[name]
+        if (module, name) == ("_codecs", "encode"):  # how Python 3 pickles bytes at protocol <= 2
+            return _latin1_encode
         if module == "chumpy" or module.startswith("chumpy."):
             return _stand_in(_ChumpyStandIn, module, name)
         if module in _SPARSE_MODULES and name in ("csc_matrix", "csr_matrix"):

@@ -1,0 +1,1 @@
+"""TAR network: image backbones, temporal encoders (GTE, LTE) and the recurrent refining module."""
