@@ -51,6 +51,7 @@ def save_checkpoint(path: str | Path, model, provenance: dict | str = "untrained
     """Write ``model`` (a TAR) with its config and provenance atomically."""
     path = Path(path)
     prov = {"trained_on": "untrained"} if provenance == "untrained" else dict(provenance)
+    prov.setdefault("trained_on", "untrained")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -124,7 +124,18 @@ def cmd_init_checkpoint(args) -> int:
     torch.manual_seed(args.seed)
     body = load_body_model(args.body)
     model = TAR(cfg, body)
-    path = save_checkpoint(args.output, model, "untrained")
+    provenance: dict | str = "untrained"
+    if args.backbone_weights:
+        from .network.backbones import load_backbone_weights
+
+        try:
+            fresh = load_backbone_weights(model.backbone, args.backbone_weights, strict=True)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        provenance = {"trained_on": "untrained", "backbone_weights": str(args.backbone_weights),
+                      "backbone_layers_left_fresh": len(fresh)}
+    path = save_checkpoint(args.output, model, provenance)
     print(f"wrote untrained {cfg.name} checkpoint {path} ({body.describe()})")
     return 0
 
@@ -217,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--body", default=None, help="SMPL .pkl/.npz (default: the built-in mannequin)")
+    p.add_argument("--backbone-weights", default=None,
+                   help="public backbone checkpoint to start from (torchvision ResNet-50, official HRNet)")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_init_checkpoint)
 

@@ -280,3 +280,22 @@ def test_cli_init_checkpoint_and_info(tmp_path):
         assert info[key] > 0
     assert info["params_total"] > info["params_backbone"]
     assert _cli("info", "--variant", "nope").returncode == 2
+
+
+def test_init_checkpoint_starts_from_backbone_weights(tmp_path):
+    from tar_core.network.backbones import build_backbone
+
+    torch.manual_seed(11)
+    bb = build_backbone("tiny")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in bb.state_dict().items()}}, tmp_path / "bb.pth")
+    res = _cli("init-checkpoint", "--variant", "tar-tiny", "--backbone-weights", str(tmp_path / "bb.pth"),
+               "-o", str(tmp_path / "t.pt"))
+    assert res.returncode == 0, res.stderr
+    payload = read_checkpoint(tmp_path / "t.pt")
+    for k, v in bb.state_dict().items():
+        torch.testing.assert_close(payload["state_dict"][f"backbone.{k}"], v)
+    assert payload["provenance"]["backbone_weights"].endswith("bb.pth")
+    bad = _cli("init-checkpoint", "--variant", "tar-tiny", "--backbone-weights", str(tmp_path / "nope.pth"),
+               "-o", str(tmp_path / "u.pt"))
+    assert bad.returncode == 3 and "nope.pth" in bad.stderr
+    assert not (tmp_path / "u.pt").exists()
