@@ -1,0 +1,149 @@
+"""Run the engine (``python -m tar_core capture``) as a subprocess and follow its JSON lines.
+
+Blender never imports the engine: it starts it with its own interpreter, reads one JSON object
+per stdout line (``start``, ``progress``, ``output``, ``done``, ``error``) on a background thread,
+and lets the UI poll without blocking. Cancel sends SIGINT, which the engine answers by flushing
+finished outputs and exiting; SIGKILL follows if it does not stop in time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+
+__all__ = ["EngineRun", "capture_command", "parse_event"]
+
+
+def parse_event(line: str) -> dict | None:
+    """One stdout line -> an event dict, or None for anything that is not an engine event."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
+
+
+def capture_command(python: str, clip: str, out_dir: str, engine: str = "auto", checkpoint: str = "",
+                    body: str = "", device: str = "auto", focal: float = 0.0, max_people: int = 0) -> list[str]:
+    """The engine's command line for one capture with JSON-line progress."""
+    cmd = [python, "-m", "tar_core", "capture", clip, "-o", out_dir, "--progress", "jsonl", "--device", device]
+    if engine in ("tar", "keypoints"):
+        cmd += ["--engine", engine]
+    if checkpoint:
+        cmd += ["--checkpoint", checkpoint]
+    if body:
+        cmd += ["--body", body]
+    if focal and focal > 0:
+        cmd += ["--focal", f"{focal:g}"]
+    if max_people and max_people > 0:
+        cmd += ["--max-people", str(int(max_people))]
+    return cmd
+
+
+class EngineRun:
+    """One engine subprocess: start, poll events without blocking, cancel, and the outcome."""
+
+    def __init__(self, cmd: list[str], env: dict | None = None, cwd: str | None = None,
+                 engine_path: str | Path | None = None):
+        env = dict(os.environ if env is None else env)
+        if engine_path:  # where tar_core lives (inside the installed add-on)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(engine_path), env.get("PYTHONPATH", "")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        self.cmd = cmd
+        self.events: queue.Queue = queue.Queue()
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self.outputs: list[str] = []
+        self.last_progress: dict | None = None
+        self.error: str | None = None
+        self.done: dict | None = None
+        self.cancelled = False
+        kwargs = {"start_new_session": True} if os.name == "posix" else {}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     text=True, encoding="utf-8", errors="replace", env=env, cwd=cwd, **kwargs)
+        self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for t in self._readers:
+            t.start()
+
+    def _read_stdout(self) -> None:
+        for line in self.proc.stdout:
+            event = parse_event(line)
+            if event is not None:
+                self.events.put(event)
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr_tail.append(line.rstrip("\n"))
+
+    def poll(self) -> list[dict]:
+        """Events that arrived since the last call (never blocks); updates the summary fields."""
+        got = []
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            kind = event["event"]
+            if kind == "progress":
+                self.last_progress = event
+            elif kind == "output" and "path" in event:
+                self.outputs.append(str(event["path"]))
+            elif kind == "error":
+                self.error = str(event.get("message", "engine error"))
+            elif kind == "done":
+                self.done = event
+            got.append(event)
+        return got
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        rc = self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(timeout=5)
+        self.poll()
+        return rc
+
+    def cancel(self, grace: float = 5.0) -> int:
+        """Ask the engine to stop (SIGINT), kill it if it has not stopped after ``grace`` seconds."""
+        self.cancelled = True
+        if self.running:
+            try:
+                self.proc.send_signal(signal.SIGINT if os.name == "posix" else signal.CTRL_BREAK_EVENT)
+                return self.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.wait()
+
+    def failure_message(self) -> str | None:
+        """What went wrong, in the engine's words; None if it succeeded."""
+        rc = self.returncode
+        if rc is None or (rc == 0 and self.error is None):
+            return None
+        if self.cancelled:
+            return "capture cancelled"
+        if self.error:
+            return self.error
+        tail = [line for line in self.stderr_tail if line.strip()]
+        return f"engine exited with code {rc}" + (f": {tail[-1]}" if tail else "")
+
+
+def default_python() -> str:
+    """The interpreter that runs the engine: $TAR_PYTHON, else this one."""
+    return os.environ.get("TAR_PYTHON") or sys.executable

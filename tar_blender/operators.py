@@ -1,0 +1,238 @@
+"""Operators: they declare options and forward to ``importer.load`` or the engine runner."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from . import importer
+from .logic.engine import EngineRun, capture_command
+from .logic.motion import MotionError
+from .preferences import addon_prefs, engine_python, engine_root, engine_venv_dir
+
+# The one capture that may run at a time (Blender operators are not re-entrant per scene).
+_ACTIVE: dict = {"run": None, "cancel": False}
+
+
+def _report_fn(op):
+    return lambda level, msg: op.report({level}, msg)
+
+
+class TAR_OT_import_motion(bpy.types.Operator, ImportHelper):
+    """Import TAR motion files (.npz) as keyframed SMPL rigs"""
+
+    bl_idname = "tar.import_motion"
+    bl_label = "Import TAR Motion"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})  # type: ignore
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})  # type: ignore
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})  # type: ignore
+    with_mesh: BoolProperty(name="Body Mesh", default=True)  # type: ignore
+    with_camera: BoolProperty(name="Camera", default=True)  # type: ignore
+    set_scene: EnumProperty(  # type: ignore
+        name="Scene Timing",
+        items=[("AUTO", "When Fresh", "Take fps and frame range if the scene has no rig yet"),
+               ("YES", "Always", ""), ("NO", "Never", "")],
+        default="AUTO",
+    )
+    video: StringProperty(name="Clip", subtype="FILE_PATH", description="Clip shown behind the camera")  # type: ignore
+
+    def execute(self, context):
+        paths = [str(Path(self.directory) / f.name) for f in self.files if f.name] or [self.filepath]
+        prefs = addon_prefs(context)
+        try:
+            importer.load(context, paths, with_mesh=self.with_mesh, with_camera=self.with_camera,
+                          set_scene=self.set_scene, video=bpy.path.abspath(self.video) if self.video else None,
+                          smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
+                          report=_report_fn(self))
+        except (MotionError, FileNotFoundError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+def _capture_cmd(context, out_dir: str) -> list[str]:
+    s = context.scene.tar_capture
+    prefs = addon_prefs(context)
+    checkpoint = bpy.path.abspath(prefs.checkpoint) if prefs and prefs.checkpoint else ""
+    engine = {"AUTO": "auto", "KEYPOINTS": "keypoints", "TAR": "tar"}[s.engine]
+    if engine == "keypoints":
+        checkpoint = ""
+    return capture_command(
+        engine_python(context), bpy.path.abspath(s.clip), out_dir, engine=engine, checkpoint=checkpoint,
+        body=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else "",
+        device=prefs.device if prefs else "auto", focal=s.focal, max_people=s.max_people,
+    )
+
+
+class TAR_OT_capture(bpy.types.Operator):
+    """Run the engine on the clip and import the people it finds (Esc cancels)"""
+
+    bl_idname = "tar.capture"
+    bl_label = "Capture from Video"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        return _ACTIVE["run"] is None
+
+    def _start(self, context) -> bool:
+        s = context.scene.tar_capture
+        clip = bpy.path.abspath(s.clip)
+        if not s.clip or not Path(clip).is_file():
+            self.report({"ERROR"}, f"Clip not found: {clip or '(none chosen)'}")
+            return False
+        self.out_dir = bpy.path.abspath(s.output_dir) if s.output_dir else tempfile.mkdtemp(prefix="tar-capture-")
+        try:
+            run = EngineRun(_capture_cmd(context, self.out_dir), engine_path=engine_root())
+        except OSError as exc:
+            self.report({"ERROR"}, f"Cannot start the engine ({exc}); set it up in the add-on preferences")
+            return False
+        _ACTIVE.update(run=run, cancel=False)
+        s.running, s.progress, s.status = True, 0.0, "Starting engine…"
+        return True
+
+    def _update(self, context, run: EngineRun) -> None:
+        run.poll()
+        s = context.scene.tar_capture
+        p = run.last_progress
+        if p:
+            total = max(int(p.get("total") or 0), 1)
+            s.progress = min(1.0, float(p.get("done", 0)) / total)
+            s.status = f"{p.get('stage', 'working')}: {p.get('done', 0)}/{p.get('total', '?')}"
+        for area in context.screen.areas if context.screen else []:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+    def _finish(self, context, run: EngineRun):
+        s = context.scene.tar_capture
+        _ACTIVE.update(run=None, cancel=False)
+        s.running, s.progress = False, 0.0
+        failure = run.failure_message()
+        if failure:
+            s.status = failure
+            self.report({"WARNING"} if run.cancelled else {"ERROR"}, f"TAR capture: {failure}")
+            return {"CANCELLED"}
+        outputs = run.outputs or sorted(str(p) for p in Path(self.out_dir).glob("person_*.npz"))
+        if not outputs:
+            s.status = "The engine wrote no motion file"
+            self.report({"ERROR"}, s.status)
+            return {"CANCELLED"}
+        prefs = addon_prefs(context)
+        try:
+            importer.load(context, outputs, with_mesh=s.with_mesh, video=bpy.path.abspath(s.clip),
+                          smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
+                          report=_report_fn(self))
+        except (MotionError, FileNotFoundError, ValueError) as exc:
+            s.status = str(exc)
+            self.report({"ERROR"}, f"TAR capture: {exc}")
+            return {"CANCELLED"}
+        s.status = f"Imported {len(outputs)} person(s)"
+        return {"FINISHED"}
+
+    def execute(self, context):
+        """Blocking path (background mode, scripts)."""
+        if not self._start(context):
+            return {"CANCELLED"}
+        run = _ACTIVE["run"]
+        while run.running:
+            try:
+                run.wait(timeout=0.2)
+            except Exception:  # subprocess.TimeoutExpired: keep polling progress
+                self._update(context, run)
+                if _ACTIVE["cancel"]:
+                    run.cancel()
+        return self._finish(context, run)
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        if not self._start(context):
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        run = _ACTIVE["run"]
+        if event.type == "ESC" or _ACTIVE["cancel"]:
+            context.scene.tar_capture.status = "Cancelling…"
+            run.cancel()
+        if event.type != "TIMER" and run.running:
+            return {"PASS_THROUGH"}
+        self._update(context, run)
+        if run.running:
+            return {"PASS_THROUGH"}
+        run.wait()
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(context, run)
+
+
+class TAR_OT_cancel_capture(bpy.types.Operator):
+    """Stop the running capture; people already finished are kept"""
+
+    bl_idname = "tar.cancel_capture"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return _ACTIVE["run"] is not None
+
+    def execute(self, context):
+        _ACTIVE["cancel"] = True
+        return {"FINISHED"}
+
+
+class TAR_OT_setup_engine(bpy.types.Operator):
+    """Create a Python environment for the engine and install its requirements (needs the network)"""
+
+    bl_idname = "tar.setup_engine"
+    bl_label = "Set up engine"
+
+    def execute(self, context):
+        venv = engine_venv_dir(create=True)
+        req = engine_root() / "tar_core" / "requirements.txt"
+        py = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+        steps = [[sys.executable, "-m", "venv", str(venv)],
+                 [str(py), "-m", "pip", "install", "torch==2.13.0"],
+                 [str(py), "-m", "pip", "install", "-r", str(req)]]
+        for cmd in steps:
+            self.report({"INFO"}, " ".join(cmd))
+            run = EngineRun(cmd)
+            rc = run.wait()
+            for line in list(run.stderr_tail)[-5:]:
+                print(line)
+            if rc != 0:
+                self.report({"ERROR"}, f"engine set-up failed at: {' '.join(cmd[:4])} (exit {rc})")
+                return {"CANCELLED"}
+        self.report({"INFO"}, f"Engine ready: {py}")
+        return {"FINISHED"}
+
+
+def menu_import(self, context):
+    self.layout.operator(TAR_OT_import_motion.bl_idname, text="TAR Motion (.npz)")
+
+
+CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_cancel_capture, TAR_OT_setup_engine)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister():
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,50 @@
+"""The TAR Mocap tab in the 3D View's sidebar."""
+
+from __future__ import annotations
+
+import bpy
+
+from .operators import _ACTIVE
+from .preferences import addon_prefs
+
+
+class TAR_PT_capture(bpy.types.Panel):
+    bl_label = "Capture from Video"
+    bl_idname = "TAR_PT_capture"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "TAR Mocap"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.tar_capture
+        layout.prop(s, "clip")
+        layout.prop(s, "engine")
+        col = layout.column(align=True)
+        col.prop(s, "max_people")
+        col.prop(s, "focal")
+        col.prop(s, "with_mesh")
+        layout.prop(s, "output_dir")
+        if _ACTIVE["run"] is not None:
+            if hasattr(layout, "progress"):
+                layout.progress(factor=s.progress, type="BAR", text=s.status or "Working…")
+            else:
+                layout.label(text=s.status)
+            layout.operator("tar.cancel_capture", icon="CANCEL")
+        else:
+            layout.operator("tar.capture", icon="REC")
+            if s.status:
+                layout.label(text=s.status)
+        prefs = addon_prefs(context)
+        if prefs is not None and not prefs.smpl_path:
+            layout.label(text="Body: built-in mannequin", icon="INFO")
+        layout.separator()
+        layout.operator("tar.import_motion", icon="IMPORT")
+
+
+def register():
+    bpy.utils.register_class(TAR_PT_capture)
+
+
+def unregister():
+    bpy.utils.unregister_class(TAR_PT_capture)
