@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import bpy
@@ -72,6 +73,71 @@ def _capture_cmd(context, out_dir: str) -> list[str]:
     )
 
 
+class CaptureJob:
+    """One capture: start the engine, ``step`` it (poll progress, import when it ends), cancel.
+
+    The modal operator calls ``step`` on timer events; the blocking path loops over it; tests drive
+    it step by step.
+    """
+
+    def __init__(self, context, report):
+        self.report = report
+        s = context.scene.tar_capture
+        self.clip = bpy.path.abspath(s.clip)
+        if not s.clip or not Path(self.clip).is_file():
+            raise FileNotFoundError(f"Clip not found: {self.clip or '(none chosen)'}")
+        self.out_dir = bpy.path.abspath(s.output_dir) if s.output_dir else tempfile.mkdtemp(prefix="tar-capture-")
+        try:
+            self.run = EngineRun(_capture_cmd(context, self.out_dir), engine_path=engine_root())
+        except OSError as exc:
+            raise OSError(f"Cannot start the engine ({exc}); set it up in the add-on preferences") from None
+        _ACTIVE.update(run=self.run, cancel=False)
+        s.running, s.progress, s.status = True, 0.0, "Starting engine…"
+
+    def step(self, context) -> str:
+        """Poll once: 'RUNNING', or the final 'FINISHED' / 'CANCELLED' (after importing / reporting)."""
+        run, s = self.run, context.scene.tar_capture
+        if _ACTIVE["cancel"] and not run.cancelled:
+            s.status = "Cancelling…"
+            run.cancel()
+        run.poll()
+        p = run.last_progress
+        if p:
+            total = max(int(p.get("total") or 0), 1)
+            s.progress = min(1.0, float(p.get("done", 0)) / total)
+            s.status = f"{p.get('stage', 'working')}: {p.get('done', 0)}/{p.get('total', '?')}"
+        if run.running:
+            return "RUNNING"
+        run.wait()
+        return self._finish(context)
+
+    def _finish(self, context) -> str:
+        run, s = self.run, context.scene.tar_capture
+        _ACTIVE.update(run=None, cancel=False)
+        s.running, s.progress = False, 0.0
+        failure = run.failure_message()
+        if failure:
+            s.status = failure
+            self.report("WARNING" if run.cancelled else "ERROR", f"TAR capture: {failure}")
+            return "CANCELLED"
+        outputs = run.outputs or sorted(str(p) for p in Path(self.out_dir).glob("person_*.npz"))
+        if not outputs:
+            s.status = "The engine wrote no motion file"
+            self.report("ERROR", s.status)
+            return "CANCELLED"
+        prefs = addon_prefs(context)
+        try:
+            importer.load(context, outputs, with_mesh=s.with_mesh, video=self.clip,
+                          smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
+                          report=self.report)
+        except (MotionError, FileNotFoundError, ValueError) as exc:
+            s.status = str(exc)
+            self.report("ERROR", f"TAR capture: {exc}")
+            return "CANCELLED"
+        s.status = f"Imported {len(outputs)} person(s)"
+        return "FINISHED"
+
+
 class TAR_OT_capture(bpy.types.Operator):
     """Run the engine on the clip and import the people it finds (Esc cancels)"""
 
@@ -79,84 +145,31 @@ class TAR_OT_capture(bpy.types.Operator):
     bl_label = "Capture from Video"
     bl_options = {"REGISTER", "UNDO"}
 
-    _timer = None
-
     @classmethod
     def poll(cls, context):
         return _ACTIVE["run"] is None
 
-    def _start(self, context) -> bool:
-        s = context.scene.tar_capture
-        clip = bpy.path.abspath(s.clip)
-        if not s.clip or not Path(clip).is_file():
-            self.report({"ERROR"}, f"Clip not found: {clip or '(none chosen)'}")
-            return False
-        self.out_dir = bpy.path.abspath(s.output_dir) if s.output_dir else tempfile.mkdtemp(prefix="tar-capture-")
+    def _job(self, context):
         try:
-            run = EngineRun(_capture_cmd(context, self.out_dir), engine_path=engine_root())
-        except OSError as exc:
-            self.report({"ERROR"}, f"Cannot start the engine ({exc}); set it up in the add-on preferences")
-            return False
-        _ACTIVE.update(run=run, cancel=False)
-        s.running, s.progress, s.status = True, 0.0, "Starting engine…"
-        return True
-
-    def _update(self, context, run: EngineRun) -> None:
-        run.poll()
-        s = context.scene.tar_capture
-        p = run.last_progress
-        if p:
-            total = max(int(p.get("total") or 0), 1)
-            s.progress = min(1.0, float(p.get("done", 0)) / total)
-            s.status = f"{p.get('stage', 'working')}: {p.get('done', 0)}/{p.get('total', '?')}"
-        for area in context.screen.areas if context.screen else []:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
-
-    def _finish(self, context, run: EngineRun):
-        s = context.scene.tar_capture
-        _ACTIVE.update(run=None, cancel=False)
-        s.running, s.progress = False, 0.0
-        failure = run.failure_message()
-        if failure:
-            s.status = failure
-            self.report({"WARNING"} if run.cancelled else {"ERROR"}, f"TAR capture: {failure}")
-            return {"CANCELLED"}
-        outputs = run.outputs or sorted(str(p) for p in Path(self.out_dir).glob("person_*.npz"))
-        if not outputs:
-            s.status = "The engine wrote no motion file"
-            self.report({"ERROR"}, s.status)
-            return {"CANCELLED"}
-        prefs = addon_prefs(context)
-        try:
-            importer.load(context, outputs, with_mesh=s.with_mesh, video=bpy.path.abspath(s.clip),
-                          smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
-                          report=_report_fn(self))
-        except (MotionError, FileNotFoundError, ValueError) as exc:
-            s.status = str(exc)
-            self.report({"ERROR"}, f"TAR capture: {exc}")
-            return {"CANCELLED"}
-        s.status = f"Imported {len(outputs)} person(s)"
-        return {"FINISHED"}
+            return CaptureJob(context, lambda level, msg: self.report({level}, msg))
+        except OSError as exc:  # FileNotFoundError included
+            self.report({"ERROR"}, str(exc))
+            return None
 
     def execute(self, context):
         """Blocking path (background mode, scripts)."""
-        if not self._start(context):
+        job = self._job(context)
+        if job is None:
             return {"CANCELLED"}
-        run = _ACTIVE["run"]
-        while run.running:
-            try:
-                run.wait(timeout=0.2)
-            except Exception:  # subprocess.TimeoutExpired: keep polling progress
-                self._update(context, run)
-                if _ACTIVE["cancel"]:
-                    run.cancel()
-        return self._finish(context, run)
+        while (state := job.step(context)) == "RUNNING":
+            time.sleep(0.1)
+        return {state}
 
     def invoke(self, context, event):
         if bpy.app.background:
             return self.execute(context)
-        if not self._start(context):
+        self.job = self._job(context)
+        if self.job is None:
             return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
@@ -164,18 +177,18 @@ class TAR_OT_capture(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        run = _ACTIVE["run"]
-        if event.type == "ESC" or _ACTIVE["cancel"]:
-            context.scene.tar_capture.status = "Cancelling…"
-            run.cancel()
-        if event.type != "TIMER" and run.running:
+        if event.type == "ESC":
+            _ACTIVE["cancel"] = True
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        self._update(context, run)
-        if run.running:
+        state = self.job.step(context)
+        for area in context.screen.areas if context.screen else []:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+        if state == "RUNNING":
             return {"PASS_THROUGH"}
-        run.wait()
         context.window_manager.event_timer_remove(self._timer)
-        return self._finish(context, run)
+        return {state}
 
 
 class TAR_OT_cancel_capture(bpy.types.Operator):

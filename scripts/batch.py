@@ -1,0 +1,118 @@
+"""Headless TAR Mocap: capture a clip (or import motion files) into a .blend, optionally FBX/BVH.
+
+    blender -b --python-exit-code 1 -P scripts/batch.py -- CLIP --out scene.blend [--engine tar|keypoints]
+            [--checkpoint FILE] [--body SMPL.npz] [--device cpu|cuda|auto] [--fbx F] [--bvh F]
+    blender -b --python-exit-code 1 -P scripts/batch.py -- --motion A.npz [B.npz ...] --out scene.blend
+    python scripts/batch.py -- ...          (the same, with the bpy module)
+
+Any failure prints a message and exits non-zero (an uncaught exception in a -P script would
+otherwise exit 0 in real Blender).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="batch.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("clip", nargs="?", help="video to capture")
+    ap.add_argument("--motion", nargs="+", help="import these motion files instead of capturing")
+    ap.add_argument("--out", required=True, help="the .blend to write")
+    ap.add_argument("--engine", choices=["auto", "tar", "keypoints"], default="auto")
+    ap.add_argument("--checkpoint", default="")
+    ap.add_argument("--body", default="", help="SMPL .npz (default: the built-in mannequin)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--python", default="", help="engine interpreter (default: $TAR_PYTHON or this one)")
+    ap.add_argument("--no-mesh", action="store_true")
+    ap.add_argument("--fbx", default="")
+    ap.add_argument("--bvh", default="")
+    args = ap.parse_args(argv)
+    if bool(args.clip) == bool(args.motion):
+        ap.error("give either a CLIP or --motion FILES")
+    return args
+
+
+def capture(args, tmp: str) -> list[str]:
+    from tar_blender.logic.engine import EngineRun, capture_command, default_python
+
+    cmd = capture_command(args.python or default_python(), args.clip, tmp, engine=args.engine,
+                          checkpoint=args.checkpoint, body=args.body, device=args.device)
+    run = EngineRun(cmd, engine_path=ROOT)
+    last = None
+    while run.running:
+        try:
+            run.wait(timeout=0.5)
+        except Exception:  # TimeoutExpired: report progress and keep waiting
+            run.poll()
+            p = run.last_progress
+            if p and p is not last:
+                print(f"[tar] {p.get('stage')}: {p.get('done')}/{p.get('total')}", flush=True)
+                last = p
+    failure = run.failure_message()
+    if failure:
+        raise RuntimeError(f"engine failed: {failure}")
+    return run.outputs or sorted(str(p) for p in Path(tmp).glob("person_*.npz"))
+
+
+def export(args, result) -> None:
+    import bpy
+
+    if args.fbx:
+        bpy.ops.preferences.addon_enable(module="io_scene_fbx")
+        bpy.ops.export_scene.fbx(filepath=str(Path(args.fbx).resolve()), add_leaf_bones=False, bake_anim=True)
+    if args.bvh:
+        bpy.ops.preferences.addon_enable(module="io_anim_bvh")
+        for i, arm in enumerate(result.armatures):
+            bpy.context.view_layer.objects.active = arm
+            for o in bpy.context.view_layer.objects:
+                o.select_set(o is arm)
+            out = Path(args.bvh)
+            if len(result.armatures) > 1:
+                out = out.with_name(f"{out.stem}_{i}{out.suffix}")
+            scene = bpy.context.scene
+            bpy.ops.export_anim.bvh(filepath=str(out.resolve()), frame_start=scene.frame_start,
+                                    frame_end=scene.frame_end, rotate_mode="NATIVE", root_transform_only=True)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    sys.path.insert(0, str(ROOT))
+    import bpy
+
+    from tar_blender import importer
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    with tempfile.TemporaryDirectory(prefix="tar-batch-") as tmp:
+        files = args.motion or capture(args, tmp)
+        if not files:
+            raise RuntimeError("the engine found no person in the clip")
+        result = importer.load(bpy.context, files, with_mesh=not args.no_mesh, set_scene="YES",
+                               video=str(Path(args.clip).resolve()) if args.clip else None,
+                               smpl_path=args.body or None,
+                               report=lambda level, msg: print(f"[{level.lower()}] {msg}"))
+        # Files the engine wrote live in tmp: keep the rig, drop the dangling path.
+        out = Path(args.out).resolve()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        bpy.ops.wm.save_as_mainfile(filepath=str(out))
+        export(args, result)
+    print(f"wrote {out}: {len(result.armatures)} rig(s), frames {bpy.context.scene.frame_start}-"
+          f"{bpy.context.scene.frame_end}")
+    return 0
+
+
+if __name__ == "__main__":
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    try:
+        code = main(argv)
+    except SystemExit:
+        raise
+    except Exception as exc:  # any failure: message and non-zero exit, also under `blender -P`
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
