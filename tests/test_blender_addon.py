@@ -68,7 +68,7 @@ def test_import_is_exact_for_every_frame(empty_scene):
 
 def test_mesh_follows_the_rig(empty_scene):
     res = importer.load(bpy.context, [str(SAMPLE)])
-    arm, body, m = res.armatures[0], res.meshes[0], res.motions[0]
+    arm, body = res.armatures[0], res.meshes[0]
     scene = empty_scene
     scene.frame_set(40)
     deps = bpy.context.evaluated_depsgraph_get()
@@ -178,7 +178,8 @@ def test_capture_job_reports_engine_errors_and_cancel(empty_scene, tmp_path, mon
 
     from tar_blender.operators import _ACTIVE
 
-    job, reports = _start_job(tmp_path / "a" if (tmp_path / "a").mkdir() is None else tmp_path, "error", monkeypatch)
+    (tmp_path / "a").mkdir()
+    job, reports = _start_job(tmp_path / "a", "error", monkeypatch)
     while (state := job.step(bpy.context)) == "RUNNING":
         time.sleep(0.02)
     assert state == "CANCELLED" and ("ERROR", "TAR capture: no person found in the clip") in reports
