@@ -175,6 +175,30 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_capture(args) -> int:
+    from .pipeline import Cancelled, CaptureError, CaptureOptions, StopFlag, capture
+    from .progress import Progress
+
+    progress = Progress(jsonl=args.progress == "jsonl")
+    opts = CaptureOptions(clip=args.clip, out_dir=args.output, engine=args.engine, checkpoint=args.checkpoint,
+                          body=args.body, device=args.device, focal=args.focal, max_people=args.max_people,
+                          boxes=args.boxes, fps=args.fps)
+    stop = StopFlag().install()
+    try:
+        summary = capture(opts, progress, stop)
+    except CaptureError as exc:
+        progress.emit("error", message=str(exc), code=exc.code, kind=exc.kind)
+        return exc.code
+    except Cancelled as exc:
+        progress.emit("error", message="cancelled", code=exc.code, kind="cancelled")
+        return exc.code
+    finally:
+        stop.restore()
+    progress.emit("done", completed=True, people=len(summary["people"]), out_dir=str(args.output),
+                  timings_s=summary["timings_s"])
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The longest end-to-end slice that exists: for now, render a sample clip with ground truth."""
     from .body_model import load_body_model
@@ -209,6 +233,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", default=None, help="SMPL .pkl/.npz (default: the built-in mannequin)")
     p.add_argument("-o", "--output", required=True, help="CLIP.mp4 (CLIP.npz is written beside it)")
     p.set_defaults(func=cmd_render_clip)
+
+    p = sub.add_parser("capture", help="capture a clip: one motion file per tracked person + summary.json")
+    p.add_argument("clip", help="video file (mp4/mov/avi/mkv/webm) or a folder of images")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--engine", choices=["auto", "tar", "keypoints"], default="auto",
+                   help="auto: tar with --checkpoint, else keypoints")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--body", default=None, help="SMPL .pkl/.npz (default: the built-in mannequin)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--focal", type=float, default=None, help="focal length in pixels (default: image diagonal)")
+    p.add_argument("--max-people", type=int, default=0, help="0 = everyone tracked")
+    p.add_argument("--boxes", default=None, help="JSON: frame -> list of [x0,y0,x1,y1] or with ids")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 30)")
+    p.add_argument("--progress", choices=["jsonl", "bar"], default="bar",
+                   help="jsonl: one JSON event per line on stdout (for the Blender add-on)")
+    p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("motion", help="motion files: validate, info")
     msub = p.add_subparsers(dest="motion_command", required=True, metavar="ACTION")
