@@ -163,6 +163,7 @@ def test_continuous_quaternions_removes_random_sign_flips():
     np.testing.assert_array_equal(out, noisy * row_sign[:, None])  # +-input per row, exactly
     np.testing.assert_array_equal(out[0], noisy[0])  # the first row keeps its sign
     assert np.sum(np.sum(noisy[1:] * noisy[:-1], -1) < 0) > 10  # the test really had flips to remove
+    np.testing.assert_array_equal(continuous_quaternions(-noisy[:1]), -noisy[:1])  # one row: unchanged
 
 
 def test_continuous_quaternions_along_axis_with_extra_dims():
@@ -523,6 +524,43 @@ def test_read_motion_names_the_bad_key(tmp_path, key, mutate):
         validate_file(path)
 
 
+def _set_float(key, index, value):
+    def mutate(a):
+        a[key] = a[key].astype(np.float64)
+        a[key][index] = value
+
+    return mutate
+
+
+# Malformations the engine's validator refuses and that once slipped through this reader (or came
+# out as a TypeError / ValueError instead of a MotionError naming the key).
+READER_GAPS = [
+    pytest.param("betas", _set_float("betas", 3, np.nan), id="nan-betas"),
+    pytest.param("frame_times", _set_float("frame_times", 3, np.nan), id="nan-frame-time"),
+    pytest.param("frame_times", _set_float("frame_times", -1, np.inf), id="inf-last-frame-time"),
+    pytest.param("camera_intrinsics", _set_float("camera_intrinsics", (0, 2), np.nan), id="nan-K"),
+    pytest.param("mocap_framerate", _setitem("mocap_framerate", np.array(np.inf)), id="inf-fps"),
+    pytest.param("provenance", _setitem("provenance", np.array("[1, 2]")), id="provenance-not-object"),
+    pytest.param("format_version", _setitem("format_version", np.array("one")), id="version-not-number"),
+    pytest.param("mocap_framerate", _setitem("mocap_framerate", np.array([30.0, 30.0])), id="fps-not-scalar"),
+    pytest.param("poses", _setitem("poses", np.full((9, 72), "a")), id="poses-strings"),
+]
+
+
+@pytest.mark.parametrize(("key", "mutate"), READER_GAPS)
+def test_read_motion_gaps_name_the_bad_key(tmp_path, key, mutate):
+    from tar_core.motion_file import MotionFileError, validate_file
+
+    arrays = _engine_motion().to_arrays()
+    mutate(arrays)
+    path = _write_arrays(tmp_path / "bad.npz", arrays)
+    with pytest.raises(MotionFileError):  # the engine's own validator refuses every one of these
+        validate_file(path)
+    with pytest.raises(MotionError) as info:
+        read_motion(path)
+    assert info.value.key == key, str(info.value)
+
+
 def test_read_motion_refuses_non_npz_files(tmp_path):
     cases = {
         "missing.npz": None,
@@ -611,6 +649,20 @@ def test_capture_command_options(kwargs, tail):
     cmd = capture_command("py", "clip.mp4", "out", device="cuda", **kwargs)
     assert cmd == base + tail
     assert all(isinstance(a, str) for a in cmd)
+
+
+def test_capture_command_is_accepted_by_the_engine_cli():
+    from tar_core.cli import build_parser  # the engine's own argument parser (no torch at import)
+
+    cmd = capture_command("py", "/c/clip.mp4", "/o", engine="tar", checkpoint="/ck.pt", body="/b.npz",
+                          device="cuda", focal=912.5, max_people=2)  # fmt: skip
+    assert cmd[1:3] == ["-m", "tar_core"]
+    args = build_parser().parse_args(cmd[3:])
+    assert (args.command, args.clip, args.output, args.progress) == ("capture", "/c/clip.mp4", "/o", "jsonl")
+    assert (args.engine, args.checkpoint, args.body, args.device) == ("tar", "/ck.pt", "/b.npz", "cuda")
+    assert (args.focal, args.max_people) == (912.5, 2)
+    args = build_parser().parse_args(capture_command("py", "clip.mp4", "out")[3:])
+    assert (args.engine, args.checkpoint, args.body, args.focal, args.max_people) == ("auto", None, None, None, 0)
 
 
 def _script(tmp_path: Path, name: str, body: str) -> str:

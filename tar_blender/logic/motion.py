@@ -63,26 +63,34 @@ def read_motion(path: str | Path) -> MotionData:
             raise MotionError(path, key, "missing")
     if str(a["format"]) != "tar-motion":
         raise MotionError(path, "format", f"{str(a['format'])!r} is not 'tar-motion'")
-    if int(a["format_version"]) != 1:
-        raise MotionError(path, "format_version", f"version {int(a['format_version'])} is not supported")
+    fv = a["format_version"]
+    if fv.shape != () or fv.dtype.kind not in "iu" or int(fv) != 1:
+        raise MotionError(path, "format_version", f"{fv!s} is not the supported integer version 1")
     n = a["poses"].shape[0] if a["poses"].ndim == 2 else 0
     if n < 1:
         raise MotionError(path, "poses", f"expected (N, 72), got {a['poses'].shape}")
+    for key in ("poses", "trans", "betas", "frame_times", "mocap_framerate", "camera_intrinsics", "image_size",
+                "joints_cam", "joints_2d"):
+        if a[key].dtype.kind not in "fiu":
+            raise MotionError(path, key, f"must be numeric, got {a[key].dtype}")
+        if not np.all(np.isfinite(a[key])):
+            raise MotionError(path, key, "contains NaN or infinity")
     for key, tail in _SHAPES.items():
         if a[key].shape != (n, *tail):
             raise MotionError(path, key, f"expected {(n, *tail)}, got {a[key].shape}")
-        if not np.all(np.isfinite(a[key])):
-            raise MotionError(path, key, "contains NaN or infinity")
     if a["betas"].shape != (10,):
         raise MotionError(path, "betas", f"expected (10,), got {a['betas'].shape}")
     times = np.asarray(a["frame_times"], dtype=np.float64)
     if times.shape != (n,) or np.any(np.diff(times) <= 0):
         raise MotionError(path, "frame_times", "must be N strictly increasing times")
+    if a["mocap_framerate"].shape != () or not float(a["mocap_framerate"]) > 0:
+        raise MotionError(path, "mocap_framerate", "must be a positive number")
     fps = float(a["mocap_framerate"])
-    if not fps > 0:
-        raise MotionError(path, "mocap_framerate", "must be positive")
-    if a["camera_intrinsics"].shape != (3, 3) or a["image_size"].shape != (2,):
-        raise MotionError(path, "camera_intrinsics", "expected K (3, 3) and image_size (2,)")
+    K = a["camera_intrinsics"]
+    if K.shape != (3, 3) or not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise MotionError(path, "camera_intrinsics", "expected a pinhole K (3, 3) with positive focal lengths")
+    if a["image_size"].shape != (2,) or np.any(a["image_size"] <= 0):
+        raise MotionError(path, "image_size", "expected positive (width, height)")
     body = str(a["body_model"])
     if body not in ("smpl", "mannequin"):
         raise MotionError(path, "body_model", f"{body!r} is neither 'smpl' nor 'mannequin'")
@@ -90,6 +98,12 @@ def read_motion(path: str | Path) -> MotionData:
         prov = json.loads(str(a["provenance"])) if "provenance" in a else {}
     except json.JSONDecodeError:
         raise MotionError(path, "provenance", "not JSON") from None
+    if not isinstance(prov, dict):
+        raise MotionError(path, "provenance", "must be a JSON object")
+    try:
+        track_id = int(a["track_id"]) if "track_id" in a else 0
+    except (TypeError, ValueError):
+        raise MotionError(path, "track_id", "must be an integer") from None
     return MotionData(
         path=str(path), poses=a["poses"].astype(np.float64), trans=a["trans"].astype(np.float64),
         betas=a["betas"].astype(np.float64), frame_times=times, fps=fps,
@@ -97,6 +111,6 @@ def read_motion(path: str | Path) -> MotionData:
         K=a["camera_intrinsics"].astype(np.float64), joints_cam=a["joints_cam"].astype(np.float64),
         joints_2d=a["joints_2d"].astype(np.float64), body_model=body,
         gender=str(a["gender"]) if "gender" in a else "neutral",
-        track_id=int(a["track_id"]) if "track_id" in a else 0,
+        track_id=track_id,
         engine=str(a["engine"]) if "engine" in a else "unknown", provenance=prov,
     )  # fmt: skip
