@@ -122,11 +122,13 @@ class TrackingPass:
             detector = PoseDetector()
         tracker = Tracker(max_missed=max(3, int(round(0.5 * reader.info.fps))), max_tracks=self.opts.max_people)
         tracks: dict[int, TrackData] = {}
+        self.frame_times: dict[int, float] = {}  # every frame's time, for bridging short gaps
         n = 0
         total = reader.info.frame_count
         try:
             for frame in reader:
                 self.stop.check()
+                self.frame_times[frame.index] = frame.time
                 dets = user_boxes.get(frame.index, []) if user_boxes is not None else detector(frame.image)
                 updates, _ = tracker.update(frame.index, frame.time, dets)
                 for u in updates:
@@ -309,6 +311,8 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
                          "provenance": ck.provenance}
             summary["checkpoint"] = ckpt_info
         elif engine == "keypoints":
+            if opts.boxes:
+                raise CaptureError("usage", "the keypoints engine finds people itself: --boxes needs the tar engine")
             try:
                 from .engines import keypoints as keypoints_engine
             except ImportError:
@@ -328,8 +332,9 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         writer = MotionWriter(opts, info, K, body, engine, provenance, progress)
 
         t0 = time.perf_counter()
+        tracking = TrackingPass(opts, progress, stop)
         with reader:
-            tracks, n_frames = TrackingPass(opts, progress, stop).run(reader)
+            tracks, n_frames = tracking.run(reader)
         summary["timings_s"]["tracking"] = time.perf_counter() - t0
         summary["frames_read"] = n_frames
         if n_frames == 0:
@@ -345,7 +350,7 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
             with VideoReader(opts.clip, fps=opts.fps) as reader2:
                 tar_pass.run(reader2, tracks, focal, principal)
         else:
-            keypoints_engine.run(tracks, writer, body, K, info, progress, stop)
+            keypoints_engine.run(tracks, writer, body, K, info, progress, stop, all_times=tracking.frame_times)
         summary["timings_s"]["engine"] = time.perf_counter() - t1
         summary["completed"] = True
         return summary
