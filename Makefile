@@ -31,8 +31,11 @@ test-slow: venv
 
 test: lint test-fast
 
+# The built-in sample clip -> capture (keypoints engine) -> a .blend with the animated rig and camera.
 demo: venv
-	$(PY) -m tar_core demo --out demo_out
+	$(PY) scripts/batch.py -- data/sample/sample_walk.mp4 --out demo_out/sample_walk.blend \
+		--motion-dir demo_out/motion --fbx demo_out/sample_walk.fbx
+	@echo "demo: open demo_out/sample_walk.blend in Blender (motion files in demo_out/motion)"
 
 # Re-render the committed sample clip (data/sample/) with its exact ground-truth motion file.
 sample: venv

@@ -29,6 +29,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--body", default="", help="SMPL .npz (default: the built-in mannequin)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--python", default="", help="engine interpreter (default: $TAR_PYTHON or this one)")
+    ap.add_argument("--motion-dir", default="", help="keep the engine's motion files here (default: temporary)")
     ap.add_argument("--no-mesh", action="store_true")
     ap.add_argument("--fbx", default="")
     ap.add_argument("--bvh", default="")
@@ -88,8 +89,12 @@ def main(argv: list[str]) -> int:
     from tar_blender import importer
 
     bpy.ops.wm.read_homefile(use_empty=True)
+    if args.clip and not Path(args.clip).is_file():
+        raise FileNotFoundError(f"clip not found: {args.clip}")
     with tempfile.TemporaryDirectory(prefix="tar-batch-") as tmp:
-        files = args.motion or capture(args, tmp)
+        if args.motion_dir:
+            Path(args.motion_dir).mkdir(parents=True, exist_ok=True)
+        files = args.motion or capture(args, args.motion_dir or tmp)
         if not files:
             raise RuntimeError("the engine found no person in the clip")
         result = importer.load(bpy.context, files, with_mesh=not args.no_mesh, set_scene="YES",

@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 __all__ = ["main"]
 
@@ -199,25 +198,6 @@ def cmd_capture(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    """The longest end-to-end slice that exists: for now, render a sample clip with ground truth."""
-    from .body_model import load_body_model
-    from .motion_file import read_motion
-    from .synthetic.groundtruth import ClipSpec
-    from .synthetic.render import render_clip
-
-    out = Path(args.out)
-    body = load_body_model()
-    print(f"body model: {body.describe()}", file=sys.stderr)
-    spec = ClipSpec(motion="walk", frames=args.frames, width=320, height=240, fps=30.0, seed=1, samples=8)
-    video, motion_path, _, timings = render_clip(spec, out / "demo_walk.mp4", body,
-                                                 progress=_progress_bar("render"))
-    m = read_motion(motion_path)
-    print(f"rendered {video} ({m.num_frames} frames, {timings['render_s_per_frame']:.2f} s/frame)")
-    print(f"ground-truth motion file {motion_path}: engine={m.engine} body={m.body_model}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tar_core", description="TAR Mocap engine")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -278,10 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="run the built-in demo end to end")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--frames", type=int, default=30)
-    p.set_defaults(func=cmd_demo)
     return ap
 
 

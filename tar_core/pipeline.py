@@ -120,7 +120,9 @@ class TrackingPass:
             from .detection import PoseDetector
 
             detector = PoseDetector()
-        tracker = Tracker(max_missed=max(3, int(round(0.5 * reader.info.fps))), max_tracks=self.opts.max_people)
+        # A person may leave the frame for up to 1.5 s and keep their id.
+        max_missed = max(3, int(round(1.5 * (reader.info.fps or 30.0))))
+        tracker = Tracker(max_missed=max_missed, max_tracks=self.opts.max_people)
         tracks: dict[int, TrackData] = {}
         self.frame_times: dict[int, float] = {}  # every frame's time, for bridging short gaps
         n = 0

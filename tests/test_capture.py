@@ -123,9 +123,13 @@ def test_bad_inputs_get_distinct_exit_codes_and_messages(tiny_checkpoint, tmp_pa
     out = tmp_path / "out"
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"this is not a video" * 100)
+    empty_avi = tmp_path / "zero frames.avi"
+    writer = cv2.VideoWriter(str(empty_avi), cv2.VideoWriter_fourcc(*"XVID"), 25.0, (64, 48))
+    writer.release()  # an AVI container with no frame in it
     cases = [
         (["capture", tmp_path / "missing.mp4", "-o", out, "--checkpoint", tiny_checkpoint], "video", "missing.mp4"),
         (["capture", garbage, "-o", out, "--checkpoint", tiny_checkpoint], "video", "garbage.mp4"),
+        (["capture", empty_avi, "-o", out, "--checkpoint", tiny_checkpoint], "no_frames", "no frames"),
         (["capture", _blank_clip(tmp_path / "empty scene.mp4"), "-o", out, "--checkpoint", tiny_checkpoint],
          "no_person", "no person"),
         (["capture", SAMPLE, "-o", out, "--checkpoint", tmp_path / "nope.pt"], "checkpoint", "nope.pt"),
