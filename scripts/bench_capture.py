@@ -45,10 +45,11 @@ def sample_crops(n: int):
     crops, geoms = [], []
     with VideoReader(SAMPLE) as reader:
         W, H = reader.info.width, reader.info.height
+        focal, principal = cam.default_focal(W, H), np.array(cam.default_principal_point(W, H))
         for f in reader:
             box = square_box(gt.bbox_xyxy[f.index])
             crops.append(crop_batch(f.image, [box])[0])
-            geoms.append((box.center, float(box.size), cam.default_focal(W, H), np.array(cam.default_principal_point(W, H))))
+            geoms.append((box.center, float(box.size), focal, principal))
     idx = [i % len(crops) for i in range(n)]
     return [crops[i] for i in idx], [geoms[i] for i in idx]
 
