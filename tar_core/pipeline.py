@@ -283,7 +283,7 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
     if engine == "auto":
         engine = "tar" if opts.checkpoint else "keypoints"
     summary: dict = {"completed": False, "engine": engine, "engine_version": __version__, "clip": str(opts.clip),
-                     "timings_s": {}, "people": []}
+                     "engine_code": str(Path(__file__).resolve().parent), "timings_s": {}, "people": []}
     writer = None
     try:
         try:

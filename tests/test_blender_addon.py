@@ -256,6 +256,19 @@ def test_extension_zip_builds_validates_installs_and_runs(tmp_path, empty_scene)
         assert "bl_ext.user_default.tar_mocap" in bpy.context.preferences.addons
         assert bpy.ops.tar.import_motion(filepath=str(SAMPLE)) == {"FINISHED"}
         assert any(o.type == "ARMATURE" for o in bpy.context.scene.objects)
+        # Capture the sample clip end to end with the engine shipped inside the zip (keypoints).
+        bpy.ops.wm.read_homefile(use_empty=True)
+        s = bpy.context.scene.tar_capture
+        s.clip, s.output_dir = str(SAMPLE.with_suffix(".mp4")), str(tmp_path / "capture")
+        os.environ["TAR_PYTHON"] = sys.executable  # has torch; tar_core comes from the installed add-on
+        try:
+            assert bpy.ops.tar.capture() == {"FINISHED"}
+        finally:
+            del os.environ["TAR_PYTHON"]
+        summary = (tmp_path / "capture" / "summary.json").read_text()
+        assert '"completed": true' in summary and "extensions" in summary  # engine code from the zip
+        arm = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
+        assert arm["tar_engine"] == "keypoints" and bpy.context.scene.frame_end == 72
         bpy.ops.preferences.addon_disable(module="bl_ext.user_default.tar_mocap")
     finally:
         tar_blender.register()

@@ -640,12 +640,14 @@ def test_capture_command_defaults():
         ({"focal": 1234.5}, ["--focal", "1234.5"]),
         ({"max_people": 2}, ["--max-people", "2"]),
         ({"engine": "keypoints", "checkpoint": "c.pt", "body": "b.npz", "focal": 800.25, "max_people": 3},
-         ["--engine", "keypoints", "--checkpoint", "c.pt", "--body", "b.npz", "--focal", "800.25",
+         ["--engine", "keypoints", "--checkpoint", "/w/c.pt", "--body", "/w/b.npz", "--focal", "800.25",
           "--max-people", "3"]),
     ],
 )
-def test_capture_command_options(kwargs, tail):
-    base = ["py", "-m", "tar_core", "capture", "clip.mp4", "-o", "out", "--progress", "jsonl", "--device", "cuda"]
+def test_capture_command_options(kwargs, tail, monkeypatch, tmp_path):
+    monkeypatch.chdir("/")  # relative paths become absolute: the engine runs in its own folder
+    tail = [t.replace("/w/", "/") for t in tail]
+    base = ["py", "-m", "tar_core", "capture", "/clip.mp4", "-o", "/out", "--progress", "jsonl", "--device", "cuda"]
     cmd = capture_command("py", "clip.mp4", "out", device="cuda", **kwargs)
     assert cmd == base + tail
     assert all(isinstance(a, str) for a in cmd)

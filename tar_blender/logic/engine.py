@@ -36,13 +36,15 @@ def parse_event(line: str) -> dict | None:
 def capture_command(python: str, clip: str, out_dir: str, engine: str = "auto", checkpoint: str = "",
                     body: str = "", device: str = "auto", focal: float = 0.0, max_people: int = 0) -> list[str]:
     """The engine's command line for one capture with JSON-line progress."""
-    cmd = [python, "-m", "tar_core", "capture", clip, "-o", out_dir, "--progress", "jsonl", "--device", device]
+    absolute = os.path.abspath  # the engine runs in its own folder (see EngineRun)
+    cmd = [python, "-m", "tar_core", "capture", absolute(clip), "-o", absolute(out_dir), "--progress", "jsonl",
+           "--device", device]
     if engine in ("tar", "keypoints"):
         cmd += ["--engine", engine]
     if checkpoint:
-        cmd += ["--checkpoint", checkpoint]
+        cmd += ["--checkpoint", absolute(checkpoint)]
     if body:
-        cmd += ["--body", body]
+        cmd += ["--body", absolute(body)]
     if focal and focal > 0:
         cmd += ["--focal", f"{focal:g}"]
     if max_people and max_people > 0:
@@ -58,6 +60,9 @@ class EngineRun:
         env = dict(os.environ if env is None else env)
         if engine_path:  # where tar_core lives (inside the installed add-on)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(engine_path), env.get("PYTHONPATH", "")]))
+            # `python -m` puts the working folder first on sys.path: run there, so that this engine
+            # is the one imported (not another tar_core in whatever folder Blender was started from).
+            cwd = cwd or str(engine_path)
         env["PYTHONUNBUFFERED"] = "1"
         self.cmd = cmd
         self.events: queue.Queue = queue.Queue()
