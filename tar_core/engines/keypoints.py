@@ -39,8 +39,8 @@ LIMB_MP = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]  # used by the 3D ter
 
 
 class FitConfig:
-    iters_global: int = 60
-    iters: int = 160
+    iters_global: int = 40
+    iters: int = 100
     lr: float = 0.04
     w_2d: float = 1.0
     w_3d: float = 3.0
@@ -48,7 +48,7 @@ class FitConfig:
     w_angle: float = 2.0
     w_pose: float = 0.005
     w_shape: float = 0.01
-    w_offset: float = 20.0
+    w_offset: float = 2.0
     window: int = 240
     overlap: int = 40
     max_gap_s: float = 0.5
