@@ -10,13 +10,12 @@ weights: a missing, corrupt or mismatched file is an error.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_path
 from .body_model import BodyModel
 from .config import ConfigError, TARConfig, config_from_dict
 
@@ -60,16 +59,8 @@ def save_checkpoint(path: str | Path, model, provenance: dict | str = "untrained
         "provenance": prov,
         "body_model": model.body.kind,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -9,12 +9,12 @@ then rename) and read with ``allow_pickle=False`` only. This module needs numpy 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_path
 
 __all__ = [
     "FORMAT",
@@ -176,16 +176,8 @@ def write_motion(path: str | Path, motion: Motion) -> Path:
     path = Path(path)
     arrays = motion.to_arrays()
     validate_arrays(arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)  # a file object: np.savez would append ".npz" to a name
     return path
 
 

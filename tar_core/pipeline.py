@@ -12,7 +12,6 @@ The keypoints engine needs only the first pass's landmarks.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from . import camera as cam
+from .atomic import atomic_path
 
 __all__ = ["CaptureError", "CaptureOptions", "Cancelled", "capture", "EXIT_CODES"]
 
@@ -264,11 +264,8 @@ def _check_output_dir(out_dir: Path) -> None:
 
 
 def _write_summary(out_dir: Path, summary: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".summary-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_path(out_dir / "summary.json", suffix=".json") as tmp, open(tmp, "w") as fh:
         json.dump(summary, fh, indent=2, default=str)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out_dir / "summary.json")
 
 
 def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dict:

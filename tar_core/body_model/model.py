@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from .smpl_pickle import load_smpl_pickle
 
 __all__ = [
@@ -206,16 +206,8 @@ def convert_smpl_file(src: str | Path, dst: str | Path) -> Path:
         "body_model": np.array("smpl"),
         "gender": np.array(_gender_from_name(src.name)),
     }
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(dst, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **out)
     return dst
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_path
 from ..body_model import BodyModel, load_body_model
 from ..motion_file import write_motion
 from .groundtruth import ClipSpec, GroundTruth, make_ground_truth
@@ -45,46 +44,38 @@ def render_clip(spec: ClipSpec, out_video: str | Path, body: BodyModel | None = 
 
     from .scene import render_frames
 
-    out_video.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_video.parent, prefix=f".{out_video.stem}-", suffix=suffix)
-    os.close(fd)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*_FOURCC[suffix]), spec.fps,
-                             (spec.width, spec.height))
-    if not writer.isOpened():
-        Path(tmp).unlink(missing_ok=True)
-        raise RuntimeError(f"OpenCV cannot write {suffix} video here")
-    t1 = time.perf_counter()
-    try:
-        for img in render_frames(gt, body, progress=progress):
-            writer.write(img[..., :3])
-        writer.release()
-        os.chmod(tmp, 0o644)
-    except BaseException:
-        writer.release()
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    t_render = time.perf_counter() - t1
+    with atomic_path(out_video, suffix=suffix) as tmp:  # the video appears only when all is written
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*_FOURCC[suffix]), spec.fps,
+                                 (spec.width, spec.height))
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot write {suffix} video here")
+        t1 = time.perf_counter()
+        try:
+            for img in render_frames(gt, body, progress=progress):
+                writer.write(img[..., :3])
+        finally:
+            writer.release()
+        t_render = time.perf_counter() - t1
 
-    import bpy
+        import bpy
 
-    provenance = {
-        "engine_version": __version__,
-        "generator": "tar_core render-clip",
-        "renderer": f"Blender {bpy.app.version_string} Cycles CPU, {spec.samples} samples, denoised",
-        "motion": spec.motion,
-        "seed": spec.seed,
-        "frames": spec.frames,
-        "size": [spec.width, spec.height],
-        "fps": spec.fps,
-        "body_model": body.describe(),
-        "body_model_sha256": body.data.sha256,
-        "camera_center_world": np.round(gt.cam_center, 6).tolist(),
-        "camera_rotation_world_to_cam": np.round(gt.R_wc, 8).tolist(),
-        "appearance": gt.look,
-        "video": out_video.name,
-        "machine": platform.machine(),
-    }
-    motion_path = write_motion(motion_path_for(out_video), gt.motion(body, provenance))
-    os.replace(tmp, out_video)
+        provenance = {
+            "engine_version": __version__,
+            "generator": "tar_core render-clip",
+            "renderer": f"Blender {bpy.app.version_string} Cycles CPU, {spec.samples} samples, denoised",
+            "motion": spec.motion,
+            "seed": spec.seed,
+            "frames": spec.frames,
+            "size": [spec.width, spec.height],
+            "fps": spec.fps,
+            "body_model": body.describe(),
+            "body_model_sha256": body.data.sha256,
+            "camera_center_world": np.round(gt.cam_center, 6).tolist(),
+            "camera_rotation_world_to_cam": np.round(gt.R_wc, 8).tolist(),
+            "appearance": gt.look,
+            "video": out_video.name,
+            "machine": platform.machine(),
+        }
+        motion_path = write_motion(motion_path_for(out_video), gt.motion(body, provenance))
     timings = {"ground_truth_s": t_gt, "render_s": t_render, "render_s_per_frame": t_render / spec.frames}
     return out_video, motion_path, gt, timings
