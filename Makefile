@@ -27,7 +27,7 @@ test-fast: venv
 
 # pytest exits 5 when no test is marked slow: that is not a failure.
 test-slow: venv
-	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
+	$(PY) -m pytest -q -m slow -p no:cacheprovider || [ $$? -eq 5 ]
 
 test: lint test-fast
 
