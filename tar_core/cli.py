@@ -198,6 +198,31 @@ def cmd_capture(args) -> int:
     return 0
 
 
+def cmd_make_dataset(args) -> int:
+    from .dataset import make_dataset
+
+    paths = make_dataset(args.out, clips=args.clips, frames=args.frames, size=args.size, seed=args.seed,
+                         samples=args.samples, progress=_progress_bar("clips"))
+    print(f"{len(paths)} clips in {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .config import ConfigError
+    from .train import TrainOptions, train
+
+    opts = TrainOptions(variant=args.variant, data=[d for d in args.data.split(",") if d], out=args.out,
+                        steps=args.steps, batch=args.batch, lr=args.lr, resume=args.resume, seed=args.seed,
+                        workers=args.workers, save_every=args.save_every, device=args.device)
+    try:
+        path = train(opts, log=lambda m: print(m, file=sys.stderr))
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"trained checkpoint: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tar_core", description="TAR Mocap engine")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -258,6 +283,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("make-dataset", help="render synthetic training clips (resumable)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--clips", type=int, required=True)
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=4, help="Cycles samples per pixel")
+    p.set_defaults(func=cmd_make_dataset)
+
+    p = sub.add_parser("train", help="train a TAR variant (torchrun for several processes / GPUs / nodes)")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--data", required=True, help="dataset folders, comma-separated")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_train)
     return ap
 
 
