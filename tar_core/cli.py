@@ -223,6 +223,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .checkpoints import CheckpointError
+    from .evaluate import evaluate, write_json
+
+    try:
+        result = evaluate(args.checkpoint, [d for d in args.data.split(",") if d], h36m_regressor=args.h36m_regressor,
+                          progress=_progress_bar("clips"))
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 13
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        write_json(result, args.json)
+    print(f"{result['variant']} on {result['sequences']} sequences, {result['frames']} frames ({result['joints']}): "
+          f"MPJPE {result['mpjpe']:.1f}  PA-MPJPE {result['pa_mpjpe']:.1f}  PVE {result['pve']:.1f} mm  "
+          f"ACCEL {result['accel']:.2f} mm/frame^2")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tar_core", description="TAR Mocap engine")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -291,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=4, help="Cycles samples per pixel")
     p.set_defaults(func=cmd_make_dataset)
+
+    p = sub.add_parser("evaluate", help="the TCMR/GLoT protocol (MPJPE, PA-MPJPE, PVE, ACCEL) on clips")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset folders (clip_*.npz), comma-separated")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--h36m-regressor", default=None, help="17 x V H36M joint regressor (.npy) for SMPL")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a TAR variant (torchrun for several processes / GPUs / nodes)")
     p.add_argument("--variant", required=True)

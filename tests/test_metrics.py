@@ -52,3 +52,22 @@ def test_accel_error_interior_frames_root_aligned(joints):
     err = accel_error(pred, gt)
     np.testing.assert_allclose(err[[2, 3, 4]], [3 / 14, 6 / 14, 3 / 14])  # |a| 3, 6, 3 mm around it
     np.testing.assert_allclose(err[[0, 1, 5, 6, 7]], 0.0, atol=1e-9)
+
+
+def test_summary_is_frame_weighted_over_sequences():
+    from tar_core.evaluate import summarize
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 0.3, (4, 14, 3))
+    b = rng.normal(0, 0.3, (8, 14, 3))
+    v = np.zeros((4, 10, 3))
+    seqs = [
+        {"pred_joints": a, "gt_joints": a, "pred_verts": v, "gt_verts": v},  # perfect: 4 frames of 0
+        {"pred_joints": b + [0, 0, 0.01] * (np.arange(14) == 0)[None, :, None], "gt_joints": b,
+         "pred_verts": np.zeros((8, 10, 3)) + 0.002, "gt_verts": np.zeros((8, 10, 3))},
+    ]
+    out = summarize(seqs)
+    assert out["frames"] == 12 and out["sequences"] == 2
+    assert out["mpjpe"] == pytest.approx(8 * (10 / 14) / 12)  # frame-weighted, not sequence-weighted
+    assert out["pve"] == pytest.approx(8 * 2 * np.sqrt(3) / 12)
+    assert out["accel"] == pytest.approx(0.0, abs=1e-9)  # a constant offset has no acceleration

@@ -93,3 +93,19 @@ def test_ddp_on_gloo_with_two_processes(tiny_data, tmp_path):
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert read_checkpoint(run / "model.pt")["provenance"]["steps"] == 2
+
+
+def test_evaluate_runs_the_protocol_on_clips(tiny_data, tmp_path):
+    import json
+
+    ck = tmp_path / "tiny.pt"
+    assert subprocess.run([sys.executable, "-m", "tar_core", "init-checkpoint", "--variant", "tar-tiny", "-o",
+                           str(ck)], capture_output=True).returncode == 0
+    res = subprocess.run([sys.executable, "-m", "tar_core", "evaluate", "--checkpoint", str(ck), "--data",
+                          str(tiny_data), "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["frames"] == 6 and r["sequences"] == 2 and r["joints"] == "mannequin-lsp14"
+    assert all(np.isfinite(r[k]) and r[k] > 0 for k in ("mpjpe", "pa_mpjpe", "pve", "accel"))
+    assert r["pa_mpjpe"] <= r["mpjpe"] + 1e-6
