@@ -213,7 +213,8 @@ def cmd_train(args) -> int:
 
     opts = TrainOptions(variant=args.variant, data=[d for d in args.data.split(",") if d], out=args.out,
                         steps=args.steps, batch=args.batch, lr=args.lr, resume=args.resume, seed=args.seed,
-                        workers=args.workers, save_every=args.save_every, device=args.device)
+                        workers=args.workers, save_every=args.save_every, device=args.device,
+                        augment=not args.no_augment)
     try:
         path = train(opts, log=lambda m: print(m, file=sys.stderr))
     except (ConfigError, ValueError) as exc:
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-augment", action="store_true", help="train without the reference augmentation")
     p.set_defaults(func=cmd_train)
     return ap
 

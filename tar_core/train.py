@@ -38,6 +38,25 @@ class TrainOptions:
     save_every: int = 500
     log_every: int = 10
     device: str = "auto"
+    augment: bool = True
+
+
+class Augmented(torch.utils.data.Dataset):
+    """A dataset whose items get the reference augmentation (flip, occlusion, colour, rotation,
+    scale; labels kept consistent with the full-image camera); seeded from torch's generator."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, k):
+        import numpy as np
+
+        from .augment import augment_item
+
+        return augment_item(self.base[k], np.random.default_rng(int(torch.randint(2**31 - 1, ()).item())))
 
 
 def collate(items: list[dict]):
@@ -135,6 +154,8 @@ def train(opts: TrainOptions, log=print) -> Path:
     # The body model's arrays are constant buffers: no need to broadcast them every step.
     net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     data = ClipDataset(opts.data, seq_len=cfg.seq_len)
+    if opts.augment:
+        data = Augmented(data)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=rank, seed=opts.seed) \
         if world > 1 else torch.utils.data.RandomSampler(data, replacement=True, num_samples=10**9,
                                                          generator=torch.Generator().manual_seed(opts.seed + step))
