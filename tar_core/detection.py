@@ -52,7 +52,7 @@ class PoseDetector:
         os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging quiet
         import mediapipe as mp
 
-        with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
             self._pose = mp.solutions.pose.Pose(
                 static_image_mode=False, model_complexity=1, smooth_landmarks=True, enable_segmentation=False,
                 min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence,

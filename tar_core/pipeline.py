@@ -345,11 +345,11 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
 
         t1 = time.perf_counter()
         if engine == "tar":
-            tar_pass = TarPass(opts, model, _device(opts.device), writer, progress, stop)
+            tar_pass = TarPass(opts, model, device, writer, progress, stop)
             with VideoReader(opts.clip, fps=opts.fps) as reader2:
                 tar_pass.run(reader2, tracks, focal, principal)
         else:
-            keypoints_engine.run(tracks, writer, body, K, info, progress, stop, all_times=tracking.frame_times)
+            keypoints_engine.run(tracks, writer, body, K, progress, stop, all_times=tracking.frame_times)
         summary["timings_s"]["engine"] = time.perf_counter() - t1
         summary["completed"] = True
         return summary

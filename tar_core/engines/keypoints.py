@@ -16,6 +16,7 @@ bridged (rows with no data, filled by smoothness, low confidence); long ones are
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,7 +39,10 @@ OFFSET_MP = (11, 12, 23, 24)  # landmarks with a learned offset: shoulders, hips
 LIMB_MP = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]  # used by the 3D term
 
 
+@dataclass(frozen=True)
 class FitConfig:
+    """Weights and schedule of the fit (tuned on the rendered sample clip, see docs/capture.md)."""
+
     iters_global: int = 40
     iters: int = 100
     lr: float = 0.04
@@ -55,7 +59,7 @@ class FitConfig:
     min_visibility: float = 0.3
 
 
-def _init_global(world: np.ndarray, xy: np.ndarray, vis: np.ndarray, K: np.ndarray, pelvis_rest: np.ndarray):
+def _init_global(world: np.ndarray, xy: np.ndarray, K: np.ndarray, pelvis_rest: np.ndarray):
     """Per frame: orientation from MediaPipe's metric torso, translation from its size in pixels."""
     lh, rh, ls, rs = world[:, 23], world[:, 24], world[:, 11], world[:, 12]
     x = lh - rh  # the subject's left (MediaPipe world axes follow the camera's)
@@ -76,7 +80,7 @@ def _init_global(world: np.ndarray, xy: np.ndarray, vis: np.ndarray, K: np.ndarr
 
 
 def fit_track(body, xy: np.ndarray, vis: np.ndarray, world: np.ndarray, observed: np.ndarray, K: np.ndarray,
-              box_size: np.ndarray, fps: float, cfg: FitConfig | None = None, init=None):
+              box_size: np.ndarray, cfg: FitConfig | None = None, init=None):
     """Fit one window of a track.
 
     xy (N, 33, 2) pixels; vis (N, 33); world (N, 33, 3); observed (N,) bool (False: a bridged row
@@ -100,7 +104,7 @@ def fit_track(body, xy: np.ndarray, vis: np.ndarray, world: np.ndarray, observed
         pelvis_rest = body.rest_joints(torch.zeros(1, 10))[0, 0].numpy()
     if init is None:
         obs = observed.copy()
-        R0, t0 = _init_global(world[obs], xy[obs], vis[obs], K, pelvis_rest)
+        R0, t0 = _init_global(world[obs], xy[obs], K, pelvis_rest)
         idx = np.clip(np.searchsorted(np.flatnonzero(obs), np.arange(N)), 0, obs.sum() - 1)  # fill bridged rows
         R0, t0 = R0[idx], t0[idx]
         g6 = matrix_to_rot6d(torch.tensor(R0, dtype=dt))
@@ -182,7 +186,7 @@ def _bridge(track, all_times: dict, max_gap_s: float):
     return np.array(ids), np.array(times), np.array(observed), np.array(src)
 
 
-def run(tracks: dict, writer, body, K: np.ndarray, info, progress, stop, all_times: dict | None = None,
+def run(tracks: dict, writer, body, K: np.ndarray, progress, stop, all_times: dict | None = None,
         cfg: FitConfig | None = None) -> None:
     """Fit every track and write its motion file (the pipeline's second stage for this engine)."""
     from ..pipeline import TrackData
@@ -221,7 +225,7 @@ def run(tracks: dict, writer, body, K: np.ndarray, info, progress, stop, all_tim
                 trn = torch.cat([tr[-keep:], tr[-1:].expand(n - keep, 3)])
                 init = (g6n, bdn, trn, be, of)
             p, tr_, be_, state = fit_track(body, xy[sl], vis[sl], world[sl], observed[sl], K, box_size[sl],
-                                           info.fps, cfg, init)
+                                           cfg, init)
             # In an overlap, the later window wins from the overlap's middle on.
             first = 0 if start == 0 else cfg.overlap // 2
             poses[start + first: end] = p[first:]
