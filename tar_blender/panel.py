@@ -38,6 +38,8 @@ class TAR_PT_capture(bpy.types.Panel):
         prefs = addon_prefs(context)
         if prefs is not None and not prefs.smpl_path:
             layout.label(text="Body: built-in mannequin", icon="INFO")
+        if s.engine == "TAR" and (prefs is None or not prefs.checkpoint):
+            layout.label(text="TAR: built-in demo checkpoint (synthetic)", icon="INFO")
         layout.separator()
         layout.operator("tar.import_motion", icon="IMPORT")
 

@@ -13,7 +13,8 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
         items=[
             ("AUTO", "Automatic", "TAR when a checkpoint is set in the preferences, else keypoints"),
             ("KEYPOINTS", "Keypoints", "MediaPipe landmarks fitted with the body model (no checkpoint needed)"),
-            ("TAR", "TAR", "The TAR network (needs a checkpoint)"),
+            ("TAR", "TAR", "The TAR network: the checkpoint set in the preferences, else the built-in demo "
+                           "checkpoint (trained on synthetic renders only)"),
         ],
         default="AUTO",
     )

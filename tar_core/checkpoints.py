@@ -10,6 +10,7 @@ weights: a missing, corrupt or mismatched file is an error.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from .atomic import atomic_path
 from .body_model import BodyModel
 from .config import ConfigError, TARConfig, config_from_dict
 
-__all__ = ["CheckpointError", "LoadedCheckpoint", "load_checkpoint", "save_checkpoint", "file_sha256"]
+__all__ = ["CheckpointError", "DEMO_CHECKPOINT", "LoadedCheckpoint", "demo_checkpoint", "load_checkpoint",
+           "save_checkpoint", "file_sha256"]
 
 FORMAT = "tar-checkpoint"
 FORMAT_VERSION = 1
@@ -36,6 +38,19 @@ class LoadedCheckpoint:
     provenance: dict
     sha256: str
     path: Path
+    body_model: str | None = None  # the body kind it was trained with
+
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "tar-tiny-synthetic.pt"
+
+
+def demo_checkpoint() -> Path:
+    """The built-in demo checkpoint (tar-tiny trained on synthetic renders, see weights/MODEL_CARD.md);
+    ``$TAR_DEMO_CHECKPOINT`` points elsewhere (packagers, tests). Raises CheckpointError when it is missing."""
+    path = Path(os.environ.get("TAR_DEMO_CHECKPOINT") or DEMO_CHECKPOINT)
+    if not path.is_file():
+        raise CheckpointError(f"the built-in demo checkpoint is missing ({path}); pass --checkpoint FILE")
+    return path
 
 
 def file_sha256(path: str | Path) -> str:
@@ -120,4 +135,4 @@ def load_checkpoint(path: str | Path, body: BodyModel | None = None, variant: st
         )
     model.eval().to(device)
     return LoadedCheckpoint(model=model, config=cfg, provenance=dict(payload["provenance"]),
-                            sha256=file_sha256(path), path=path)
+                            sha256=file_sha256(path), path=path, body_model=payload.get("body_model"))

@@ -217,7 +217,7 @@ def cmd_train(args) -> int:
                         augment=not args.no_augment)
     try:
         path = train(opts, log=lambda m: print(m, file=sys.stderr))
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"trained checkpoint: {path}")
@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("clip", help="video file (mp4/mov/avi/mkv/webm) or a folder of images")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--engine", choices=["auto", "tar", "keypoints"], default="auto",
-                   help="auto: tar with --checkpoint, else keypoints")
+                   help="auto: tar with --checkpoint, else keypoints; tar without --checkpoint runs the built-in "
+                        "demo checkpoint (synthetic training only)")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--body", default=None, help="SMPL .pkl/.npz (default: the built-in mannequin)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
@@ -323,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a TAR variant (torchrun for several processes / GPUs / nodes)")
     p.add_argument("--variant", required=True)
-    p.add_argument("--data", required=True, help="dataset folders, comma-separated")
+    p.add_argument("--data", required=True,
+                   help="comma-separated sources: synthetic DIR, real FILE.npz@IMAGE_ROOT, or LIST.json with weights "
+                        "(see tar_core/sources.py)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=8)

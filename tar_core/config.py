@@ -99,6 +99,9 @@ def _v(name: str, **changes) -> TARConfig:
     return replace(_BEST, name=name, **changes)
 
 
+_TINY = _v("tar-tiny", backbone="tiny", gte_dim=64, gte_heads=4, gte_ffn=128, gte_layers=2,
+           lte_channels=32, lte_size=32, corr_channels=32, feedback_dim=64, hidden_dim=16)
+
 VARIANTS: dict[str, TARConfig] = {
     c.name: c
     for c in [
@@ -115,8 +118,11 @@ VARIANTS: dict[str, TARConfig] = {
         _v("tar-hrnet48-l9", lte_window=9),
         _v("tar-hrnet48-zero-hidden", hidden_init="zero"),
         # Small enough to run a 9-frame window well under a second on 2 CPU cores.
-        _v("tar-tiny", backbone="tiny", gte_dim=64, gte_heads=4, gte_ffn=128, gte_layers=2,
-           lte_channels=32, lte_size=32, corr_channels=32, feedback_dim=64, hidden_dim=16),
+        _TINY,
+        # The paper's ablations (Tables 4-5) at the tiny scale: what a CPU can train in minutes.
+        replace(_TINY, name="tar-tiny-no-rrm", use_rrm=False),
+        replace(_TINY, name="tar-tiny-gte-only", use_lte=False),
+        replace(_TINY, name="tar-tiny-lte-only", use_gte=False, hidden_init="zero"),
     ]
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -296,19 +297,30 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         summary["body_model"] = body.describe()
         model, ckpt_info = None, None
         if engine == "tar":
-            from .checkpoints import CheckpointError, load_checkpoint
+            from .checkpoints import CheckpointError, demo_checkpoint, load_checkpoint
 
-            if not opts.checkpoint:
-                raise CaptureError("checkpoint", "the tar engine needs --checkpoint FILE (no public TAR weights exist)")
             device = _device(opts.device)
             try:
-                ck = load_checkpoint(opts.checkpoint, body=body, device=device)
+                # No public TAR weights exist: without --checkpoint the built-in demo (tar-tiny trained on
+                # synthetic renders) runs, and says so; it is never replaced by random weights.
+                path = opts.checkpoint or demo_checkpoint()
+                ck = load_checkpoint(path, body=body, device=device)
             except CheckpointError as exc:
                 raise CaptureError("checkpoint", str(exc)) from None
             model = ck.model
             ckpt_info = {"path": str(ck.path), "sha256": ck.sha256, "variant": ck.config.name,
-                         "provenance": ck.provenance}
+                         "provenance": ck.provenance, "builtin_demo": not opts.checkpoint}
             summary["checkpoint"] = ckpt_info
+            notes = []
+            if not opts.checkpoint:
+                notes.append(f"using the built-in demo checkpoint ({ck.config.name}, trained on synthetic renders "
+                             "only; see tar_core/weights/MODEL_CARD.md) - pass --checkpoint for your own")
+            if ck.body_model and ck.body_model != body.kind:
+                notes.append(f"the checkpoint was trained with the {ck.body_model} body but runs with the "
+                             f"{body.kind} body: its shape (betas) estimates do not transfer")
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
+            summary["notes"] = notes
         elif engine == "keypoints":
             if opts.boxes:
                 raise CaptureError("usage", "the keypoints engine finds people itself: --boxes needs the tar engine")

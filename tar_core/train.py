@@ -1,11 +1,13 @@
 """``train``: TAR training from one process to many GPUs (PyTorch DDP under ``torchrun``).
 
-    python -m tar_core train --variant tar-tiny --data DIR[,DIR...] --out RUN [--steps N] [--batch B] [--resume]
+    python -m tar_core train --variant tar-tiny --data DIR[,FILE.npz@IMAGES,LIST.json...] --out RUN [--steps N]
+                             [--batch B] [--resume]
     torchrun --nproc-per-node 8 -m tar_core train ...      (or many nodes: torchrun's own options)
 
 The losses of eq. (10)-(14), Adam 1e-4, gradient clipping 4.0, checkpoints with config and
 provenance (``RUN/last.pt`` with optimizer state for resuming, ``RUN/model.pt`` for inference),
-a CSV log (``RUN/log.csv``, and TensorBoard when installed), mixed precision on GPU.
+a CSV log (``RUN/log.csv``, and ``RUN/tensorboard`` when TensorBoard is installed), mixed precision on GPU.
+Data sources and their mixing proportions: ``tar_core.sources``.
 """
 
 from __future__ import annotations
@@ -111,6 +113,15 @@ def train_step(model, optimizer, batch, cfg, clip_grad: float = 4.0, scaler=None
     return out
 
 
+def _tensorboard(out: Path):
+    """A TensorBoard writer logging to ``RUN/tensorboard`` when the ``tensorboard`` package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional (it pins a protobuf that MediaPipe does not accept)
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
 def _dist():
     """(rank, world size, local rank); initialises the process group under torchrun."""
     import torch.distributed as dist
@@ -128,8 +139,8 @@ def train(opts: TrainOptions, log=print) -> Path:
     from .body_model import load_body_model
     from .checkpoints import read_checkpoint, save_checkpoint
     from .config import get_variant
-    from .dataset import ClipDataset
     from .network.tar import TAR
+    from .sources import build_dataset, parse_sources, source_weights, weighted_sampler
 
     rank, world, local = _dist()
     if opts.device == "auto":
@@ -153,12 +164,14 @@ def train(opts: TrainOptions, log=print) -> Path:
             log(f"resumed from {last} at step {step}")
     # The body model's arrays are constant buffers: no need to broadcast them every step.
     net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    data = ClipDataset(opts.data, seq_len=cfg.seq_len)
+    sources = parse_sources(opts.data)
+    data, lengths = build_dataset(sources, cfg.seq_len)
     if opts.augment:
         data = Augmented(data)
-    sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=rank, seed=opts.seed) \
-        if world > 1 else torch.utils.data.RandomSampler(data, replacement=True, num_samples=10**9,
-                                                         generator=torch.Generator().manual_seed(opts.seed + step))
+    # Every rank draws its own endless weighted stream (seeded by rank and the step it starts at, so a resumed
+    # run does not replay the batches it has seen); all ranks take the same number of steps.
+    generator = torch.Generator().manual_seed(opts.seed * 1_000_003 + rank * 7919 + step)
+    sampler = weighted_sampler(sources, lengths, generator)
     loader = torch.utils.data.DataLoader(data, batch_size=opts.batch, sampler=sampler, num_workers=opts.workers,
                                          collate_fn=collate, drop_last=True)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -168,7 +181,11 @@ def train(opts: TrainOptions, log=print) -> Path:
     csv_out = csv.writer(writer) if writer else None
     if csv_out and new_log:
         csv_out.writerow(["step", "loss", "final_2d", "final_3d", "final_rot", "final_betas", "grad_norm", "time_s"])
-    provenance = {"trained_on": ",".join(str(d) for d in opts.data), "data": "synthetic", "variant": cfg.name}
+    kinds = {"synthetic" if src.synthetic else "real" for src in sources}
+    provenance = {"trained_on": ",".join(src.describe() for src in sources),
+                  "data": kinds.pop() if len(kinds) == 1 else "mixed", "variant": cfg.name,
+                  "weights": [round(float(w), 6) for w in source_weights(sources)]}
+    board = _tensorboard(out) if rank == 0 else None
 
     def save(path: Path, with_optimizer: bool):
         if rank != 0:
@@ -182,27 +199,27 @@ def train(opts: TrainOptions, log=print) -> Path:
                 torch.save(payload, tmp)
 
     t0 = time.perf_counter()
-    epoch = 0
+    batches = iter(loader)
     while step < opts.steps:
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        for batch in loader:
-            if step >= opts.steps:
-                break
-            losses = train_step(net, optimizer, batch, cfg, opts.clip_grad, scaler)
-            step += 1
-            if csv_out and (step % opts.log_every == 0 or step == opts.steps):
-                csv_out.writerow([step, losses["loss"], losses["final_2d"], losses["final_3d"], losses["final_rot"],
-                                  losses["final_betas"], losses["grad_norm"], round(time.perf_counter() - t0, 2)])
-                writer.flush()
-                log(f"step {step}/{opts.steps} loss {losses['loss']:.4f}")
-            if step % opts.save_every == 0:
-                save(last, with_optimizer=True)
-        epoch += 1
+        losses = train_step(net, optimizer, next(batches), cfg, opts.clip_grad, scaler)
+        step += 1
+        if rank == 0 and (step % opts.log_every == 0 or step == opts.steps):
+            csv_out.writerow([step, losses["loss"], losses["final_2d"], losses["final_3d"], losses["final_rot"],
+                              losses["final_betas"], losses["grad_norm"], round(time.perf_counter() - t0, 2)])
+            writer.flush()
+            if board is not None:
+                for k, v in losses.items():
+                    board.add_scalar(f"train/{k}", v, step)
+                board.flush()
+            log(f"step {step}/{opts.steps} loss {losses['loss']:.4f}")
+        if step % opts.save_every == 0:
+            save(last, with_optimizer=True)
     save(last, with_optimizer=True)
     save(out / "model.pt", with_optimizer=False)
     if writer:
         writer.close()
+    if board is not None:
+        board.close()
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

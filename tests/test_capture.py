@@ -119,6 +119,19 @@ def _blank_clip(path: Path, frames: int = 12) -> Path:
     return path
 
 
+def test_tar_engine_without_checkpoint_runs_the_builtin_demo(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("capture", SAMPLE, "-o", out, "--engine", "tar",
+                  env={**os.environ, "TAR_DEMO_CHECKPOINT": str(tiny_checkpoint)})
+    assert res.returncode == 0, res.stderr
+    assert "built-in demo checkpoint" in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint"]["builtin_demo"] is True and summary["engine"] == "tar"
+    assert Path(summary["checkpoint"]["path"]) == Path(tiny_checkpoint)
+    assert any("demo" in n for n in summary["notes"])
+    assert read_motion(out / "person_0.npz").num_frames == read_motion(SAMPLE_GT).num_frames
+
+
 def test_bad_inputs_get_distinct_exit_codes_and_messages(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     garbage = tmp_path / "garbage.mp4"
@@ -133,7 +146,6 @@ def test_bad_inputs_get_distinct_exit_codes_and_messages(tiny_checkpoint, tmp_pa
         (["capture", _blank_clip(tmp_path / "empty scene.mp4"), "-o", out, "--checkpoint", tiny_checkpoint],
          "no_person", "no person"),
         (["capture", SAMPLE, "-o", out, "--checkpoint", tmp_path / "nope.pt"], "checkpoint", "nope.pt"),
-        (["capture", SAMPLE, "-o", out, "--engine", "tar"], "checkpoint", "--checkpoint"),
         (["capture", SAMPLE, "-o", out, "--checkpoint", tiny_checkpoint, "--body", tmp_path / "SMPL.pkl"],
          "body_model", "SMPL.pkl"),
         (["capture", SAMPLE, "-o", garbage / "sub", "--checkpoint", tiny_checkpoint], "output", "not writable"),
@@ -145,6 +157,10 @@ def test_bad_inputs_get_distinct_exit_codes_and_messages(tiny_checkpoint, tmp_pa
         assert needle in res.stderr, (args, res.stderr)
         codes.add(res.returncode)
     assert len(codes) == 6  # missing and unreadable video share one code; every other kind has its own
+    # The tar engine without --checkpoint runs the built-in demo; when that file is gone it refuses (never random).
+    res = run_cli("capture", SAMPLE, "-o", out, "--engine", "tar",
+                  env={**os.environ, "TAR_DEMO_CHECKPOINT": str(tmp_path / "no demo.pt")})
+    assert res.returncode == EXIT_CODES["checkpoint"] and "demo checkpoint is missing" in res.stderr, res.stderr
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(Path(tiny_checkpoint).read_bytes()[:2000])
     res = run_cli("capture", SAMPLE, "-o", out, "--checkpoint", corrupt)

@@ -24,6 +24,7 @@ from tar_core.rotations import axis_angle_to_matrix
 REQUIRED_VARIANTS = [
     "tar-hrnet48", "tar-hrnet48-s32", "tar-hrnet48-s16", "tar-hrnet48-s8", "tar-resnet50", "tar-tiny",
     "tar-hrnet48-no-rrm", "tar-hrnet48-gte-only", "tar-hrnet48-lte-only", "tar-hrnet48-l3", "tar-hrnet48-l7",
+    "tar-tiny-no-rrm", "tar-tiny-gte-only", "tar-tiny-lte-only",
     "tar-hrnet48-l9", "tar-hrnet48-zero-hidden",
 ]  # fmt: skip
 
