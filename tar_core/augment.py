@@ -193,13 +193,13 @@ def rotate_scale_item(item: dict, angle_deg: float, scale: float = 1.0) -> dict:
 
 def colour_item(item: dict, factors) -> dict:
     """Multiply the un-normalised RGB channels by ``factors`` (3,), clip to [0, 1], normalise again."""
-    out = _copy(item)
     images = item["images"]
+    out = _copy({k: v for k, v in item.items() if k != "images"})
     mean, std = _norm_consts(images)
     f = torch.as_tensor(np.asarray(factors, dtype=np.float64), dtype=images.dtype, device=images.device)
     f = f.view((1,) * (images.ndim - 3) + (3, 1, 1))
-    rgb = (images * std + mean) * f
-    out["images"] = (rgb.clamp(0.0, 1.0) - mean) / std
+    # ((x * std + mean) * f).clamp(0, 1), normalised again; in place on one new tensor (this runs per sample).
+    out["images"] = images.mul(std * f).add_(mean * f).clamp_(0.0, 1.0).sub_(mean).div_(std)
     return out
 
 

@@ -11,7 +11,13 @@ Keys of a clip file (F frames):
 - ``K`` (3, 3) f32 full-image intrinsics, ``image_size`` (2,) i32 as (width, height);
 - ``poses`` (F, 72) f32 SMPL axis-angle in the camera frame, ``trans`` (F, 3) f32, ``betas`` (10,) f32;
 - ``joints_cam`` (F, 24, 3) f32 metres, ``joints_2d`` (F, 24, 2) f32 full-image pixels;
-- ``motion`` (str) and ``seed`` (int) of the clip's ``ClipSpec``.
+- ``motion`` (str) and ``seed`` (int) of the clip's ``ClipSpec``;
+- optional (files from before they existed lack them): ``tilt`` () f32 camera roll in radians, ``backdrop`` (str)
+  and ``occluders`` () i32, the number of occluders drawn.
+
+Each clip varies the motion (``MOTION_CYCLE``), body, clothing, lighting, a textured backdrop, the camera's
+focal length (0.6-1.8 x ``default_focal``), roll (+-0.17 rad), height, distance and azimuth, and half the
+clips have 1-2 partial occluders (see docs/synthetic.md).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from .rotations import axis_angle_to_matrix
 
 __all__ = ["CLIP_KEYS", "MOTION_CYCLE", "ClipDataset", "clip_path", "make_dataset"]
 
-MOTION_CYCLE = ("walk", "turn", "arms", "squat")
+MOTION_CYCLE = ("walk", "turn", "arms", "squat", "random", "random")
 CLIP_KEYS = ("crops", "center", "box_size", "K", "image_size", "poses", "trans", "betas", "joints_cam",
              "joints_2d", "motion", "seed")  # fmt: skip
 BOX_SCALE = 1.2
@@ -82,7 +88,25 @@ def _render_clip(spec, body) -> dict:
         "joints_2d": np.asarray(gt.joints_2d, dtype=np.float32),
         "motion": np.array(spec.motion),
         "seed": np.array(spec.seed, dtype=np.int64),
+        "tilt": np.array(spec.tilt, dtype=np.float32),
+        "backdrop": np.array(spec.backdrop),
+        "occluders": np.array(len(gt.look.get("occluders", [])), dtype=np.int32),
     }
+
+
+def _clip_spec(i: int, frames: int, size: int, seed: int, samples: int):
+    """Clip ``i``'s ``ClipSpec``: its variety is drawn from its own seed, so it never depends on other clips."""
+    from .camera import default_focal
+    from .synthetic.groundtruth import ClipSpec
+
+    clip_seed = seed * _SEED_STRIDE + i
+    rng = np.random.default_rng([clip_seed, 3])
+    focal = float(default_focal(size, size) * rng.uniform(0.6, 1.8))
+    tilt = float(rng.uniform(-0.17, 0.17))
+    occluders = 0 if rng.random() < 0.5 else int(rng.integers(1, 3))
+    return ClipSpec(motion=MOTION_CYCLE[i % len(MOTION_CYCLE)], frames=frames, width=size, height=size,
+                    seed=clip_seed, samples=samples, focal=focal, tilt=tilt, backdrop="textured",
+                    occluders=occluders)  # fmt: skip
 
 
 def make_dataset(
@@ -96,11 +120,11 @@ def make_dataset(
 ) -> list[Path]:
     """Render ``clips`` clips of ``frames`` frames (``size`` x ``size`` renders) into ``out_dir``.
 
-    Clip ``i`` plays motion ``MOTION_CYCLE[i % 4]`` with seed ``seed * 100003 + i``; a clip whose file already
-    exists and loads is skipped. Files are written atomically. Returns the paths of all ``clips`` clips.
+    Clip ``i`` plays motion ``MOTION_CYCLE[i % 6]`` with seed ``s = seed * 100003 + i``; from ``s`` alone it also
+    draws a focal length of ``default_focal * U(0.6, 1.8)``, a camera roll ``U(-0.17, 0.17)`` rad and 0
+    occluders (probability 0.5) or 1-2, over a textured backdrop. A clip whose file already exists and loads is
+    skipped. Files are written atomically. Returns the paths of all ``clips`` clips.
     """
-    from .synthetic.groundtruth import ClipSpec
-
     if clips < 0 or frames < 1 or size < 1:
         raise ValueError(f"need clips >= 0, frames >= 1 and size >= 1, got {clips}, {frames}, {size}")
     out_dir = Path(out_dir)
@@ -114,8 +138,7 @@ def make_dataset(
                 from .body_model import load_body_model
 
                 body = load_body_model()
-            spec = ClipSpec(motion=MOTION_CYCLE[i % len(MOTION_CYCLE)], frames=frames, width=size, height=size,
-                            seed=seed * _SEED_STRIDE + i, samples=samples)  # fmt: skip
+            spec = _clip_spec(i, frames, size, seed, samples)
             arrays = _render_clip(spec, body)
             with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
@@ -135,7 +158,7 @@ class ClipDataset(Dataset):
     ``focal`` () and ``principal`` (2,).
     """
 
-    cache_size = 4
+    cache_bytes = 1 << 30  # decompressed crops kept in memory (a 32-frame clip is 6.3 MB)
 
     def __init__(self, dirs: Sequence[str | Path] | str | Path, seq_len: int = 9):
         if isinstance(dirs, str | Path):
@@ -177,7 +200,9 @@ class ClipDataset(Dataset):
             clip = {k: z[k] for k in ("crops", "center", "box_size", "K", "poses", "betas", "joints_cam",
                                       "joints_2d")}  # fmt: skip
         self._cache[c] = clip
-        while len(self._cache) > self.cache_size:
+        # Decompressing a clip costs ~5x an item; keep as many as fit the byte budget (random sampling
+        # touches every clip), at least the newest one.
+        while len(self._cache) > 1 and sum(v["crops"].nbytes for v in self._cache.values()) > self.cache_bytes:
             self._cache.popitem(last=False)
         return clip
 
