@@ -24,6 +24,7 @@ SHAPES = {
     "joints_cam": ((FRAMES, 24, 3), np.float32),
     "joints_2d": ((FRAMES, 24, 2), np.float32),
 }
+EXTRA = {"tilt": ((), np.float32), "occluders": ((), np.int32)}  # optional keys; "backdrop" is a string
 
 
 def _make(out, progress=None):
@@ -48,11 +49,11 @@ def _load(path):
 def test_clip_files_have_the_documented_keys(dataset_dir):
     for i in range(CLIPS):
         z = _load(dataset_dir / f"clip_{i:05d}.npz")
-        assert set(z) == set(SHAPES) | {"motion", "seed"}
-        for key, (shape, dtype) in SHAPES.items():
+        assert set(z) == set(SHAPES) | {"motion", "seed", "backdrop"} | set(EXTRA)
+        for key, (shape, dtype) in (SHAPES | EXTRA).items():
             assert z[key].shape == shape, key
             assert z[key].dtype == dtype, key
-        assert str(z["motion"]) in {"walk", "turn", "arms", "squat"}
+        assert str(z["motion"]) in {"walk", "turn", "arms", "squat", "random"}
         assert int(z["seed"]) == 3 * 100003 + i
         assert z["image_size"].tolist() == [SIZE, SIZE]
         assert z["K"][0, 0] > 0 and z["K"][2, 2] == 1
@@ -91,7 +92,7 @@ def test_make_dataset_resumes(dataset_dir):
     again = _load(paths[1])
     for key in ("poses", "trans", "betas", "joints_cam", "joints_2d", "center", "box_size", "K"):
         np.testing.assert_array_equal(again[key], kept[key])  # same seed, same ground truth
-    assert set(_load(paths[0])) == set(SHAPES) | {"motion", "seed"}
+    assert set(_load(paths[0])) == set(SHAPES) | {"motion", "seed", "backdrop"} | set(EXTRA)
     assert not list(dataset_dir.glob(".*"))  # no temporary files left behind
 
 
@@ -150,3 +151,41 @@ def test_clip_dataset_pads_at_clip_edges(dataset_dir):
 def test_clip_dataset_needs_clips(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         ClipDataset([tmp_path / "empty"])
+
+
+def test_clips_vary_camera_backdrop_and_occluders(dataset_dir):
+    from tar_core.dataset import MOTION_CYCLE, _clip_spec
+
+    assert MOTION_CYCLE.count("random") >= 1 and {"walk", "turn", "arms", "squat"} <= set(MOTION_CYCLE)
+    default = camera.default_focal(SIZE, SIZE)
+    for i in range(CLIPS):
+        z = _load(clip_path(dataset_dir, i))
+        assert str(z["backdrop"]) == "textured"
+        assert 0.6 * default - 1e-3 <= z["K"][0, 0] <= 1.8 * default + 1e-3
+        assert abs(float(z["tilt"])) <= 0.17
+        assert 0 <= int(z["occluders"]) <= 2
+    # Clip i's variety comes from its own seed: a re-made clip gets the same camera, roll and occluders.
+    specs = [_clip_spec(i, FRAMES, SIZE, 3, 1) for i in range(60)]
+    assert specs == [_clip_spec(i, FRAMES, SIZE, 3, 1) for i in range(60)]
+    assert [s.motion for s in specs[:6]] == list(MOTION_CYCLE)
+    focals = np.array([s.focal for s in specs]) / default
+    assert focals.min() >= 0.6 and focals.max() <= 1.8 and np.ptp(focals) > 0.8
+    tilts = np.array([s.tilt for s in specs])
+    assert np.abs(tilts).max() <= 0.17 and tilts.min() < -0.05 and tilts.max() > 0.05
+    n_occ = np.array([s.occluders for s in specs])
+    assert set(n_occ) == {0, 1, 2} and 0.25 < (n_occ == 0).mean() < 0.75
+    assert len({s.seed for s in specs}) == 60
+
+
+def test_clip_files_without_the_optional_keys_still_load(dataset_dir, tmp_path):
+    """Files written before the tilt / backdrop / occluders keys existed are complete and readable."""
+    old = _load(clip_path(dataset_dir, 0))
+    for key in ("tilt", "backdrop", "occluders"):
+        del old[key]
+    path = clip_path(tmp_path, 0)
+    np.savez_compressed(path, **old)
+    before = path.stat().st_mtime_ns
+    make_dataset(tmp_path, clips=1, frames=FRAMES, size=SIZE, seed=3, samples=1)
+    assert path.stat().st_mtime_ns == before  # complete: not re-made
+    ds = ClipDataset(tmp_path, seq_len=3)
+    assert len(ds) == FRAMES and ds[0]["images"].shape == (3, 3, 256, 256)

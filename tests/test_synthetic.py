@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -133,3 +134,182 @@ def test_render_clip_cli_writes_video_and_valid_ground_truth(tmp_path):
     assert m.provenance_dict["motion"] == "squat"
     np.testing.assert_allclose(m.joints_2d, camera.project(m.joints_cam, m.camera_intrinsics), atol=1e-3)
     assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+# --- variety: random motion, camera roll and focal, textured backdrops, occluders -----------------------------
+
+
+def _joint_angles(poses):
+    from tar_core.synthetic.motions import JOINT_ORDER, euler_angles
+
+    R = axis_angle_to_matrix(poses.reshape(len(poses), 24, 3).astype(np.float64))
+    return {n: euler_angles(R[:, J[n]], JOINT_ORDER.get(n, "xyz")) for n in JOINT_NAMES}
+
+
+def test_random_motion_is_smooth_and_inside_the_joint_limits():
+    from tar_core.synthetic.motions import JOINT_LIMITS, make_motion
+
+    fps = 30.0
+    runs = [make_motion("random", 150, fps, np.random.default_rng(s)) for s in range(4)]
+    for poses, trans in runs:
+        assert poses.shape == (150, 72) and trans.shape == (150, 3)
+        angles = _joint_angles(poses)
+        for name, lim in JOINT_LIMITS.items():
+            a = angles[name]
+            assert (a >= lim[:, 0] - 1e-4).all() and (a <= lim[:, 1] + 1e-4).all(), name
+            # Smooth: at most ~6 rad/s, and no jerks (bounded frame-to-frame acceleration).
+            assert np.abs(np.diff(a, axis=0)).max() < 0.2, name
+            assert np.abs(np.diff(a, 2, axis=0)).max() < 0.06, name
+        for name in ("left_hand", "right_hand"):
+            np.testing.assert_allclose(angles[name], 0.0, atol=1e-6)
+        # It starts from a relaxed stand: arms hanging, legs nearly straight.
+        assert np.rad2deg(angles["left_shoulder"][0, 2]) < -45 and np.rad2deg(angles["right_shoulder"][0, 2]) > 45
+        assert np.rad2deg(angles["left_knee"][0, 0]) < 40 and np.rad2deg(angles["right_knee"][0, 0]) < 40
+        # The root turns smoothly and drifts only a little.
+        yaw = np.unwrap(np.arctan2(*axis_angle_to_matrix(poses[:, :3].astype(np.float64))[:, [0, 2], 2].T))
+        assert np.abs(np.diff(yaw)).max() < 0.15
+        assert np.abs(np.diff(trans, axis=0)).max() < 0.05 and np.abs(trans).max() < 1.5
+        # Every joint actually moves.
+        spread = np.array([np.ptp(angles[n], axis=0).max() for n in JOINT_LIMITS if n not in ("left_knee",)])
+        assert (spread > np.deg2rad(1)).all()
+    again = make_motion("random", 150, fps, np.random.default_rng(0))
+    np.testing.assert_array_equal(again[0], runs[0][0])
+    assert np.abs(runs[0][0] - runs[1][0]).max() > 0.3
+
+
+def test_default_variety_fields_keep_the_original_clips(body):
+    """Specs that do not ask for the new variety give the same ground truth and look as before."""
+    import json
+
+    from tar_core.motion_file import read_motion
+    from tar_core.synthetic.groundtruth import ClipSpec as Spec
+
+    # The committed sample was rendered by the original code (scripts/make_sample.py).
+    sample = read_motion(Path(__file__).resolve().parents[1] / "data" / "sample" / "sample_walk.npz")
+    gt = make_ground_truth(Spec(motion="walk", frames=72, width=384, height=288, fps=24, seed=1), body)
+    np.testing.assert_array_equal(gt.joints_cam, sample.joints_cam)
+    np.testing.assert_array_equal(gt.poses_cam, sample.poses)
+    np.testing.assert_array_equal(gt.trans_cam, sample.trans)
+    np.testing.assert_array_equal(gt.K, sample.camera_intrinsics)
+    assert json.loads(json.dumps(gt.look)) == sample.provenance_dict["appearance"]
+
+    a = make_ground_truth(Spec(motion="squat", frames=6, seed=9), body)
+    b = make_ground_truth(Spec(motion="squat", frames=6, seed=9, tilt=0.0, backdrop="plain", occluders=0), body)
+    for key in ("poses_cam", "trans_cam", "verts_cam", "joints_cam", "joints_2d", "K", "R_wc", "cam_center"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    assert a.look == b.look and "backdrop" not in a.look and "occluders" not in a.look
+    # Textures and occluders come from generators of their own: body and camera stay the same.
+    c = make_ground_truth(Spec(motion="squat", frames=6, seed=9, backdrop="textured", occluders=1), body)
+    np.testing.assert_array_equal(a.joints_cam, c.joints_cam)
+    assert {k: v for k, v in c.look.items() if k not in ("backdrop", "occluders")} == a.look
+    with pytest.raises(ValueError, match="backdrop"):
+        Spec(backdrop="grey")
+
+
+def _check_exact(gt, body):
+    n = len(gt.poses_cam)
+    p = torch.from_numpy(gt.poses_cam)
+    out = body(p[:, :3], p[:, 3:], torch.from_numpy(np.tile(gt.betas, (n, 1))), torch.from_numpy(gt.trans_cam))
+    np.testing.assert_allclose(out.joints.numpy(), gt.joints_cam, atol=2e-5)
+    np.testing.assert_allclose(gt.joints_2d, camera.project(gt.joints_cam, gt.K), atol=1e-3)
+    assert gt.verts_cam[..., 2].min() > 0.3
+    uv = camera.project(gt.verts_cam, gt.K)
+    W, H = gt.spec.width, gt.spec.height
+    assert uv[..., 0].min() >= 0 and uv[..., 0].max() < W and uv[..., 1].min() >= 0 and uv[..., 1].max() < H
+
+
+def test_camera_tilt_rolls_the_image_and_keeps_the_ground_truth_exact(body):
+    for tilt in (0.15, -0.17):
+        gt = make_ground_truth(ClipSpec(motion="random", frames=20, width=160, height=120, seed=3, tilt=tilt), body)
+        _check_exact(gt, body)
+        up = gt.R_wc @ np.array([0.0, 1.0, 0.0])  # world up in the camera frame
+        assert np.arctan2(up[0], -up[1]) == pytest.approx(tilt, abs=1e-9)  # clockwise on screen by tilt
+        # The person's image axis (ankles' midpoint -> head) rolls with the camera.
+        flat = make_ground_truth(ClipSpec(motion="random", frames=20, width=160, height=120, seed=3), body)
+
+        def screen_angle(g):
+            j = g.joints_2d[0]
+            d = j[J["head"]] - (j[J["left_ankle"]] + j[J["right_ankle"]]) / 2
+            return np.arctan2(d[0], -d[1])
+
+        assert screen_angle(gt) - screen_angle(flat) == pytest.approx(tilt, abs=0.06)
+
+
+@pytest.mark.parametrize("motion,scale,tilt", [("walk", 0.5, 0.17), ("random", 2.0, -0.17), ("arms", 1.8, 0.3)])
+def test_body_stays_in_view_for_extreme_focal_and_tilt(body, motion, scale, tilt):
+    W, H = 128, 96
+    spec = ClipSpec(motion=motion, frames=45, width=W, height=H, seed=11, focal=scale * camera.default_focal(W, H),
+                    tilt=tilt)  # fmt: skip
+    gt = make_ground_truth(spec, body)
+    assert gt.K[0, 0] == pytest.approx(spec.focal)
+    _check_exact(gt, body)
+
+
+def test_occluders_hide_part_of_the_body_never_all(body):
+    from tar_core.synthetic.groundtruth import MAX_OCCLUSION, occluder_mask, occlusion_fraction
+
+    drawn = 0
+    for seed, motion in [(0, "walk"), (1, "random"), (2, "squat"), (3, "turn")]:
+        spec = ClipSpec(motion=motion, frames=30, width=128, height=128, seed=seed, occluders=2, tilt=0.1)
+        gt = make_ground_truth(spec, body)
+        occ = gt.look["occluders"]
+        assert 1 <= len(occ) <= 2
+        drawn += len(occ)
+        frac = occlusion_fraction(gt, body.faces)
+        assert frac.max() <= MAX_OCCLUSION and frac.max() >= 0.05, frac
+        z_body = gt.verts_cam[..., 2].min()
+        for o in occ:
+            assert o["kind"] in ("post", "box") and o["base"][1] == 0.0  # standing on the floor
+        masks = np.stack([occluder_mask(gt, i) for i in range(spec.frames)])
+        assert masks.any()  # and they are in view
+        # in front of the person, behind the camera
+        from tar_core.synthetic.groundtruth import occluder_mesh
+
+        for o in occ:
+            for i in (0, spec.frames - 1):
+                z = ((occluder_mesh(o, i / spec.fps)[0] - gt.cam_center) @ gt.R_wc.T)[:, 2]
+                assert 0.1 < z.min() and z.max() < z_body
+        again = make_ground_truth(spec, body)
+        assert again.look == gt.look
+    assert drawn > 4
+
+
+def test_textured_backdrop_and_occluder_render(body):
+    """A tiny render: the wall and floor are textured, and the occluder hides part of the silhouette where the
+    ground truth says it stands."""
+    import copy
+
+    from tar_core.synthetic.groundtruth import occluder_mask, occlusion_fraction
+    from tar_core.synthetic.scene import render_frames
+
+    W = H = 64
+    for seed in range(40):  # a clip whose first frame is partly hidden
+        spec = ClipSpec(motion="random", frames=2, width=W, height=H, seed=seed, samples=1, backdrop="textured",
+                        occluders=1, tilt=0.1)  # fmt: skip
+        gt = make_ground_truth(spec, body)
+        if gt.look["occluders"] and 0.15 < occlusion_fraction(gt, body.faces)[0] < 0.5:
+            break
+    else:
+        pytest.fail("no partly occluded clip")
+    assert gt.look["backdrop"]["wall"]["texture"] in ("noise", "voronoi", "wave", "brick", "magic", "checker")
+    gt.verts_cam = gt.verts_cam[:1]
+    img = next(iter(render_frames(gt, body))).astype(np.float64)
+    silhouette = next(iter(render_frames(gt, body, backdrop=False)))[..., 3] > 127
+    bare = copy.copy(gt)
+    bare.look = {k: v for k, v in gt.look.items() if k != "occluders"}
+    no_occ = next(iter(render_frames(bare, body))).astype(np.float64)
+    assert img.shape == (H, W, 3)
+
+    occ = occluder_mask(gt, 0)
+    hidden = (occ & silhouette).sum() / silhouette.sum()
+    assert 0.05 < hidden < 0.7  # part of the body, not all of it
+    # The occluder is drawn where the ground truth puts it: the picture changes there, much less elsewhere.
+    inside = cv2.erode(occ.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    outside = cv2.dilate(occ.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    change = np.abs(img - no_occ).mean(-1)
+    assert inside.sum() > 5 and change[inside].mean() > 20
+    assert change[inside].mean() > 3 * change[outside].mean()
+    # The backdrop (away from the body and the occluder) is not one flat colour.
+    back = outside & ~(cv2.dilate(silhouette.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    assert back.sum() > 500
+    assert no_occ[back].std(0).max() > 8

@@ -18,7 +18,12 @@ from ..motion_file import Motion
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .motions import make_motion
 
-__all__ = ["ClipSpec", "GroundTruth", "make_ground_truth", "look_at"]
+__all__ = ["BACKDROPS", "MAX_OCCLUSION", "ClipSpec", "GroundTruth", "look_at", "make_ground_truth",
+           "occluder_mask", "occluder_mesh", "occlusion_fraction", "roll"]
+
+BACKDROPS = ("plain", "textured")
+TEXTURES = ("noise", "voronoi", "wave", "brick", "magic", "checker")  # Cycles procedural textures
+MAX_OCCLUSION = 0.6  # occluders never cover more than this share of the body's projected area in any frame
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,16 @@ class ClipSpec:
     seed: int = 0
     samples: int = 16  # Cycles samples per pixel (denoised)
     focal: float | None = None  # pixels; None = sqrt(W^2 + H^2) like the engines assume
+    # Opt-in variety; the defaults keep the original clips exactly (same seed, same ground truth and look).
+    tilt: float = 0.0  # camera roll about the optical axis, radians; world up appears turned clockwise
+    backdrop: str = "plain"  # "plain": wall + checker floor; "textured": seeded procedural textures and lighting
+    occluders: int = 0  # objects between the camera and the person that hide part of the body
+
+    def __post_init__(self):
+        if self.backdrop not in BACKDROPS:
+            raise ValueError(f"backdrop must be one of {', '.join(BACKDROPS)}, got {self.backdrop!r}")
+        if self.occluders < 0:
+            raise ValueError(f"occluders must be >= 0, got {self.occluders}")
 
 
 @dataclass
@@ -47,7 +62,7 @@ class GroundTruth:
     K: np.ndarray  # (3, 3)
     R_wc: np.ndarray  # (3, 3) world -> camera rotation
     cam_center: np.ndarray  # (3,) camera position in the world
-    look: dict  # seeded appearance: colours, sleeves, lights
+    look: dict  # seeded appearance: colours, sleeves, lights; "backdrop" and "occluders" when the spec asks
 
     def motion(self, body: BodyModel, provenance: dict) -> Motion:
         n = len(self.poses_cam)
@@ -77,6 +92,13 @@ def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarr
     return np.stack([x, y, z])
 
 
+def roll(R_wc: np.ndarray, tilt: float) -> np.ndarray:
+    """``R_wc`` with the camera rolled by ``tilt`` about its optical axis: in the image, world up turns
+    clockwise by ``tilt`` (its direction goes from -v towards +u)."""
+    c, s = np.cos(tilt), np.sin(tilt)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ R_wc
+
+
 def _appearance(rng: np.random.Generator) -> dict:
     skin_tones = [(0.80, 0.60, 0.48), (0.62, 0.44, 0.32), (0.42, 0.28, 0.20), (0.90, 0.72, 0.60),
                   (0.55, 0.38, 0.28)]  # fmt: skip
@@ -94,6 +116,149 @@ def _appearance(rng: np.random.Generator) -> dict:
         "sun_angle": float(rng.uniform(-0.8, 0.8)),
         "sun_strength": float(rng.uniform(2.0, 4.0)),
     }
+
+
+_TEXTURE_SCALE = {"noise": (0.4, 4.0), "voronoi": (0.5, 5.0), "wave": (0.3, 2.5), "brick": (0.6, 3.0),
+                  "magic": (0.2, 1.5), "checker": (0.5, 5.0)}  # fmt: skip
+
+
+def _surface(rng: np.random.Generator, lo: float = 0.05, hi: float = 0.9) -> dict:
+    """A seeded procedural texture: kind, scale (per metre), two colours and shape parameters."""
+    kind = str(TEXTURES[rng.integers(len(TEXTURES))])
+    return {
+        "texture": kind,
+        "scale": float(rng.uniform(*_TEXTURE_SCALE[kind])),
+        "colour1": [float(c) for c in rng.uniform(lo, hi, 3)],
+        "colour2": [float(c) for c in rng.uniform(lo, hi, 3)],
+        "detail": float(rng.uniform(0.0, 6.0)),
+        "distortion": float(rng.uniform(0.0, 4.0)),
+        "roughness": float(rng.uniform(0.3, 1.0)),
+    }
+
+
+def _backdrop_look(rng: np.random.Generator) -> dict:
+    """Textured wall and floor, sky colour and sun colour / elevation of a "textured" backdrop."""
+    return {
+        "wall": _surface(rng),
+        "floor": _surface(rng),
+        "world_colour": [float(c) for c in rng.uniform(0.15, 0.9, 3)],
+        "world_strength": float(rng.uniform(0.2, 1.2)),
+        "sun_elevation": float(np.deg2rad(rng.uniform(20.0, 70.0))),
+        "sun_colour": [float(c) for c in 1.0 - rng.uniform(0.0, 0.3, 3)],
+    }
+
+
+def occluder_mesh(o: dict, t: float = 0.0) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """World vertices (V, 3) and faces of an occluder (see ``look["occluders"]``) at time ``t`` seconds."""
+    if o["kind"] == "post":  # vertical cylinder standing on the floor
+        a = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
+        ring = np.stack([o["radius"] * np.cos(a), np.zeros_like(a), o["radius"] * np.sin(a)], -1)
+        top = ring + [0.0, o["height"], 0.0]
+        local = np.concatenate([ring, top])
+        m = len(a)
+        faces = [(i, (i + 1) % m, m + (i + 1) % m, m + i) for i in range(m)]
+        faces += [tuple(range(m - 1, -1, -1)), tuple(range(m, 2 * m))]
+    else:  # box on the floor, turned by its yaw about the vertical
+        w, h, d = o["size"]
+        x, z = np.array([-w, w, w, -w]) / 2, np.array([-d, -d, d, d]) / 2
+        local = np.concatenate([np.stack([x, np.zeros(4), z], -1), np.stack([x, np.full(4, h), z], -1)])
+        c, s = np.cos(o["yaw"]), np.sin(o["yaw"])
+        local = local @ np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
+        faces = [(3, 2, 1, 0), (4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7)]
+    return local + np.asarray(o["base"]) + t * np.asarray(o["velocity"]), faces
+
+
+def _mask_of(points_cam: np.ndarray, K: np.ndarray, W: int, H: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Fill the image region of a convex object (its projected vertices' convex hull)."""
+    import cv2
+
+    if mask is None:
+        mask = np.zeros((H, W), np.uint8)
+    p = np.round(cam.project(points_cam, K) * 4).astype(np.int32)  # 2 fractional bits
+    cv2.fillConvexPoly(mask, cv2.convexHull(p), 1, lineType=cv2.LINE_8, shift=2)
+    return mask
+
+
+def _occluders_mask(occluders: list[dict], i: int, fps: float, R, C, K, W: int, H: int) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    for o in occluders:
+        _mask_of((occluder_mesh(o, i / fps)[0] - C) @ R.T, K, W, H, mask)
+    return mask.astype(bool)
+
+
+def occluder_mask(gt: GroundTruth, i: int) -> np.ndarray:
+    """(H, W) bool: where the occluders of ``gt`` cover the image in frame ``i``."""
+    s = gt.spec
+    return _occluders_mask(gt.look.get("occluders", []), i, s.fps, gt.R_wc, gt.cam_center, gt.K, s.width, s.height)
+
+
+class _BodyArea:
+    """Projected triangles of the body per frame, to measure how much of it an image mask covers."""
+
+    def __init__(self, verts_2d: np.ndarray, faces: np.ndarray, W: int, H: int):
+        tri = verts_2d[:, faces]  # (N, F, 3, 2)
+        e1, e2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+        self.area = np.abs(e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]).astype(np.float32)
+        c = tri.mean(2)
+        self.cx = np.clip(np.floor(c[..., 0]), 0, W - 1).astype(np.int32)
+        self.cy = np.clip(np.floor(c[..., 1]), 0, H - 1).astype(np.int32)
+
+    def covered(self, i: int, mask: np.ndarray) -> float:
+        return float((self.area[i] * mask[self.cy[i], self.cx[i]]).sum() / max(self.area[i].sum(), 1e-9))
+
+
+def occlusion_fraction(gt: GroundTruth, faces: np.ndarray) -> np.ndarray:
+    """(N,) share of the body's projected area that the occluders cover, per frame (area-weighted faces)."""
+    s = gt.spec
+    area = _BodyArea(gt.verts_cam_2d, np.asarray(faces), s.width, s.height)
+    return np.array([area.covered(i, occluder_mask(gt, i)) for i in range(len(gt.verts_cam))])
+
+
+def _place_occluders(spec: ClipSpec, verts_cam: np.ndarray, faces: np.ndarray, R, C, K) -> list[dict]:
+    """Seeded occluders between the camera and the person, each hiding part of the body in some frames
+    (at least 5 % of its area) and all together never more than ``MAX_OCCLUSION`` of it in any frame."""
+    rng = np.random.default_rng([spec.seed, 2])
+    W, H, n, fps = spec.width, spec.height, len(verts_cam), spec.fps
+    uv = cam.project(verts_cam, K)
+    area = _BodyArea(uv, faces, W, H)
+    z_near = float(verts_cam[..., 2].min())
+    Kinv = np.linalg.inv(K)
+    side = R[0] * np.array([1.0, 0.0, 1.0])  # the camera's right, level with the floor
+    side /= np.linalg.norm(side)
+    placed: list[dict] = []
+    for _ in range(spec.occluders):
+        for _attempt in range(40):
+            d = rng.uniform(0.4, 0.7) * z_near
+            f = int(rng.integers(n))
+            (x0, y0), (x1, y1) = uv[f].min(0), uv[f].max(0)
+            px = np.array([x0 + rng.uniform(0.0, 1.0) * (x1 - x0), y0 + rng.uniform(0.3, 0.9) * (y1 - y0), 1.0])
+            base = C + R.T @ (d * (Kinv @ px))
+            base[1] = 0.0
+            o = {"kind": "post" if rng.random() < 0.6 else "box", "base": [float(b) for b in base]}
+            if o["kind"] == "post":
+                o["radius"] = float(rng.uniform(0.02, 0.07) * d)
+                o["height"] = float(rng.uniform(1.2, 2.6))
+            else:
+                o["size"] = [float(rng.uniform(0.15, 0.45) * d), float(rng.uniform(0.4, 1.3)),
+                             float(rng.uniform(0.1, 0.3) * d)]  # fmt: skip
+                o["yaw"] = float(rng.uniform(-0.6, 0.6))
+            speed = rng.uniform(-0.25, 0.25) * d if rng.random() < 0.5 else 0.0  # some drift sideways
+            o["velocity"] = [float(v) for v in speed * side]
+            o["colour"] = [float(c) for c in rng.uniform(0.05, 0.9, 3)]
+            o["surface"] = _surface(rng) if rng.random() < 0.6 else None
+            depth = np.concatenate([(occluder_mesh(o, i / fps)[0] - C) @ R.T for i in (0, n - 1)])[:, 2]
+            if depth.min() < 0.15 or depth.max() > z_near - 0.1:
+                continue
+            own = np.zeros(n)
+            total = np.zeros(n)
+            for i in range(n):
+                m = _occluders_mask([o], i, fps, R, C, K, W, H)
+                own[i] = area.covered(i, m)
+                total[i] = area.covered(i, m | _occluders_mask(placed, i, fps, R, C, K, W, H)) if placed else own[i]
+            if own.max() >= 0.05 and total.max() <= MAX_OCCLUSION:
+                placed.append(o)
+                break
+    return placed
 
 
 @torch.no_grad()
@@ -127,16 +292,20 @@ def make_ground_truth(spec: ClipSpec, body: BodyModel) -> GroundTruth:
     azimuth = rng.uniform(-0.5, 0.5)
     dist = rng.uniform(2.5, 3.5)
     lo, hi = np.array([0.04 * W, 0.04 * H]), np.array([0.96 * W, 0.96 * H])
-    for _ in range(200):
+    for _ in range(400):
         eye = target + np.array([dist * np.sin(azimuth), 0.0, dist * np.cos(azimuth)])
         eye[1] = cam_height
         R = look_at(eye, target)
+        if spec.tilt:
+            R = roll(R, spec.tilt)
         vc = (verts_w - eye) @ R.T
         if vc[..., 2].min() > 0.3:
             p = cam.project(vc[::4, ::7], K)
             if (p.min((0, 1)) >= lo).all() and (p.max((0, 1)) <= hi).all():
                 break
         dist *= 1.05
+    else:
+        raise RuntimeError(f"could not fit the body in view for {spec}")
     verts_cam = (verts_w - eye) @ R.T
     joints_cam = (joints_w - eye) @ R.T
 
@@ -146,6 +315,12 @@ def make_ground_truth(spec: ClipSpec, body: BodyModel) -> GroundTruth:
     poses_cam = poses_w.copy()
     poses_cam[:, :3] = matrix_to_axis_angle(R @ Rg).astype(np.float32)
     trans_cam = (J0 + trans_w - eye) @ R.T - J0
+
+    # Opt-in variety from generators of their own, so the draws above stay those of the original clips.
+    if spec.backdrop == "textured":
+        look["backdrop"] = _backdrop_look(np.random.default_rng([spec.seed, 1]))
+    if spec.occluders:
+        look["occluders"] = _place_occluders(spec, verts_cam, body.faces, R, eye, K)
 
     return GroundTruth(
         spec=spec, betas=betas, poses_cam=poses_cam.astype(np.float32),

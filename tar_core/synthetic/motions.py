@@ -1,4 +1,4 @@
-"""Scripted SMPL motions for synthetic clips: walk, turn in place, arm raises, squats.
+"""SMPL motions for synthetic clips: walk, turn in place, arm raises, squats, and random movement.
 
 Each motion is a pure function of (frame count, fps, random generator) returning SMPL poses in
 a world frame with y up and the floor at y = 0 (before ground contact is fixed, see
@@ -6,6 +6,10 @@ a world frame with y up and the floor at y = 0 (before ground contact is fixed, 
 - flexion of hips, knees, ankles and spine is rotation about x (hip flexion < 0, knee flexion > 0);
 - the arms hang by rotating the shoulders about z (left < 0, right > 0), swing about x;
 - elbow flexion is rotation about y in the upper arm's frame (left < 0, right > 0).
+
+``random`` moves every joint along smooth random curves inside ``JOINT_LIMITS``: each joint's local
+rotation is ``Rx(ax) @ Ry(ay) @ Rz(az)`` (applied z, then y, then x), except the elbows, whose hinge
+angle is the outermost: ``Ry(ay) @ Rx(ax) @ Rz(az)`` (``JOINT_ORDER``; ``euler_angles`` inverts both).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from ..body_model import JOINT_NAMES
 from ..rotations import matrix_to_axis_angle
 
-__all__ = ["MOTIONS", "make_motion"]
+__all__ = ["JOINT_LIMITS", "JOINT_ORDER", "MOTIONS", "euler_angles", "make_motion"]
 
 J = {n: i for i, n in enumerate(JOINT_NAMES)}
 
@@ -142,7 +146,129 @@ def squat(n: int, fps: float, rng: np.random.Generator):
     return pose.axis_angle(), np.zeros((n, 3))
 
 
-MOTIONS: dict[str, Callable] = {"walk": walk, "turn": turn, "arms": arms, "squat": squat}
+# Anatomical limits (degrees) of (ax, ay, az) for the left side and the spine; the right side mirrors the
+# left (ay and az change sign). ax: flexion (+ forward for the spine, neck and head; knee flexion > 0, hip
+# flexion < 0; shoulder swing forward < 0), ay: twist / horizontal swing, az: abduction / side bend (the
+# arms hang at az ~ -68 on the left). Each entry: (lo, hi, rest) per axis.
+_LIMITS_DEG = {
+    "spine1": ((-10, 25, 0), (-15, 15, 0), (-10, 10, 0)),
+    "spine2": ((-8, 15, 0), (-12, 12, 0), (-8, 8, 0)),
+    "spine3": ((-8, 15, 0), (-12, 12, 0), (-8, 8, 0)),
+    "neck": ((-20, 25, 0), (-30, 30, 0), (-12, 12, 0)),
+    "head": ((-20, 25, 0), (-35, 35, 0), (-15, 15, 0)),
+    "left_collar": ((-8, 8, 0), (-10, 10, 0), (-10, 15, 0)),
+    "left_shoulder": ((-100, 40, 0), (-80, 30, 0), (-75, 80, -68)),
+    "left_elbow": ((-20, 20, 0), (-140, -3, -15), (0, 0, 0)),
+    "left_wrist": ((-40, 40, 0), (-30, 30, 0), (-50, 50, 0)),
+    "left_hip": ((-95, 25, 0), (-35, 35, 0), (-12, 40, 0)),
+    "left_knee": ((3, 125, 5), (0, 0, 0), (0, 0, 0)),
+    "left_ankle": ((-35, 25, 0), (-12, 12, 0), (-15, 15, 0)),
+}
+
+
+def _joint_limits() -> dict[str, np.ndarray]:
+    out = {}
+    for name, axes in _LIMITS_DEG.items():
+        lim = np.deg2rad(np.array(axes, dtype=np.float64))  # (3 axes, lo/hi/rest)
+        if name.startswith("left_"):
+            right = lim.copy()
+            right[1:] = -lim[1:][:, [1, 0, 2]]  # mirror: ay, az change sign (lo/hi swap)
+            out[name] = lim
+            out["right_" + name[5:]] = right
+        else:
+            out[name] = lim
+    return out
+
+
+JOINT_LIMITS: dict[str, np.ndarray] = _joint_limits()  # joint -> (3, 3) radians: rows ax, ay, az; lo, hi, rest
+
+
+JOINT_ORDER = {"left_elbow": "yxz", "right_elbow": "yxz"}  # others: "xyz"
+
+
+def euler_angles(R: np.ndarray, order: str = "xyz") -> np.ndarray:
+    """(..., 3) angles (ax, ay, az) with ``R = Rx(ax) @ Ry(ay) @ Rz(az)`` (order "xyz", |ay| <= pi/2) or
+    ``R = Ry(ay) @ Rx(ax) @ Rz(az)`` (order "yxz", |ax| <= pi/2)."""
+    if order == "yxz":  # swapping x and y (a reflection) turns it into "xyz" with negated angles
+        P = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        ay, ax, az = np.moveaxis(-euler_angles(P @ R @ P, "xyz"), -1, 0)
+        return np.stack([ax, ay, az], -1)
+    if order != "xyz":
+        raise ValueError(f"unsupported order {order!r}")
+    ay = np.arcsin(np.clip(R[..., 0, 2], -1.0, 1.0))
+    ax = np.arctan2(-R[..., 1, 2], R[..., 2, 2])
+    az = np.arctan2(-R[..., 0, 1], R[..., 0, 0])
+    return np.stack([ax, ay, az], -1)
+
+
+def _smooth_curve(t: np.ndarray, values: np.ndarray, key_t: np.ndarray) -> np.ndarray:
+    """Shape-preserving cubic (PCHIP) through the keys: C1-smooth, never leaves the keys' range."""
+    from scipy.interpolate import PchipInterpolator
+
+    if len(key_t) < 2:
+        return np.full_like(t, values[0])
+    return PchipInterpolator(key_t, values)(t)
+
+
+def _key_times(rng: np.random.Generator, duration: float) -> np.ndarray:
+    """0, then gaps of 0.4-1.2 s until past the end of the clip."""
+    times = [0.0]
+    while times[-1] < duration:
+        times.append(times[-1] + rng.uniform(0.4, 1.2))
+    return np.array(times)
+
+
+def random_motion(n: int, fps: float, rng: np.random.Generator):
+    """Smooth random joint trajectories inside ``JOINT_LIMITS``, starting from a relaxed stand.
+
+    Every angle passes through random keys every 0.4-1.2 s (PCHIP, so it stays inside the keys' range
+    and therefore inside the limits); keys cluster around the rest pose (arms hanging) with a per-clip
+    activity, the first key is near rest. The root turns smoothly and drifts a little on the floor.
+    """
+    t = np.arange(n) / fps
+    duration = float(t[-1])
+    activity = rng.uniform(0.45, 1.0)
+    pose = _Pose(n)
+    hang = np.deg2rad(rng.uniform(62, 72))
+    for name, lim in JOINT_LIMITS.items():
+        angles = []
+        for ax in range(3):
+            lo, hi, rest = lim[ax]
+            if name.endswith("shoulder") and ax == 2:
+                rest = -hang if name.startswith("left") else hang
+            if hi - lo < 1e-9:
+                angles.append(np.full(n, lo))
+                continue
+            key_t = _key_times(rng, duration)
+            u = rng.uniform(-1.0, 1.0, len(key_t))
+            u = np.sign(u) * np.abs(u) ** 1.5 * activity  # most keys near rest, some near the limits
+            u[0] *= 0.25  # start close to a relaxed stand
+            keys = np.where(u > 0, rest + u * (hi - rest), rest + u * (rest - lo))
+            angles.append(np.clip(_smooth_curve(t, keys, key_t), lo, hi))
+        ax_, ay_, az_ = angles
+        pose.apply(name, _rz(az_))
+        if JOINT_ORDER.get(name, "xyz") == "yxz":
+            pose.apply(name, _rx(ax_))
+            pose.apply(name, _ry(ay_))
+        else:
+            pose.apply(name, _ry(ay_))
+            pose.apply(name, _rx(ax_))
+    # Root: a little lean, a smoothly drifting heading, a slow wander on the floor.
+    key_t = _key_times(rng, duration)
+    lean = _smooth_curve(t, rng.uniform(-0.12, 0.12, len(key_t)), key_t)
+    pose.apply("pelvis", _rx(lean))
+    key_t = _key_times(rng, duration)
+    yaw_keys = rng.uniform(-1.0, 1.0) + np.cumsum(rng.uniform(-0.9, 0.9, len(key_t)) * (np.arange(len(key_t)) > 0))
+    pose.apply("pelvis", _ry(_smooth_curve(t, yaw_keys, key_t)))
+    key_t = _key_times(rng, duration)
+    walk_keys = np.cumsum(rng.uniform(-0.25, 0.25, (len(key_t), 2)) * (np.arange(len(key_t)) > 0)[:, None], 0)
+    drift = np.stack([_smooth_curve(t, walk_keys[:, k], key_t) for k in range(2)], -1)
+    drift -= drift.mean(0)
+    trans = np.stack([drift[:, 0], np.zeros(n), drift[:, 1]], -1)
+    return pose.axis_angle(), trans
+
+
+MOTIONS: dict[str, Callable] = {"walk": walk, "turn": turn, "arms": arms, "squat": squat, "random": random_motion}
 
 
 def make_motion(name: str, n_frames: int, fps: float, rng: np.random.Generator):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..body_model import BodyModel
-from .groundtruth import GroundTruth
+from .groundtruth import GroundTruth, occluder_mesh
 
 __all__ = ["CV_TO_BLENDER", "render_frames"]
 
@@ -85,6 +85,64 @@ def _checker_floor(bpy, name: str, rgb):
     return mat
 
 
+_TEXTURE_NODES = {"noise": "ShaderNodeTexNoise", "voronoi": "ShaderNodeTexVoronoi", "wave": "ShaderNodeTexWave",
+                  "brick": "ShaderNodeTexBrick", "magic": "ShaderNodeTexMagic",
+                  "checker": "ShaderNodeTexChecker"}  # fmt: skip
+
+
+def _textured(bpy, name: str, surface: dict):
+    """A material with a seeded procedural texture (``groundtruth._surface``) in object coordinates."""
+    c1, c2 = (*surface["colour1"], 1.0), (*surface["colour2"], 1.0)
+    mat, bsdf = _principled(bpy, name, surface["colour1"], surface["roughness"])
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    coords = nodes.new("ShaderNodeTexCoord")
+    tex = nodes.new(_TEXTURE_NODES[surface["texture"]])
+    tex.inputs["Scale"].default_value = surface["scale"]
+    if "Detail" in tex.inputs:
+        tex.inputs["Detail"].default_value = surface["detail"]
+    if "Distortion" in tex.inputs:
+        tex.inputs["Distortion"].default_value = surface["distortion"]
+    links.new(coords.outputs["Object"], tex.inputs["Vector"])
+    if "Color1" in tex.inputs:  # checker, brick: two colours of their own
+        tex.inputs["Color1"].default_value = c1
+        tex.inputs["Color2"].default_value = c2
+        if "Mortar" in tex.inputs:
+            tex.inputs["Mortar"].default_value = (*(0.4 * np.asarray(surface["colour2"])), 1.0)
+        links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    else:  # a scalar pattern through a two-colour ramp
+        ramp = nodes.new("ShaderNodeValToRGB")
+        ramp.color_ramp.elements[0].color = c1
+        ramp.color_ramp.elements[1].color = c2
+        fac = tex.outputs["Fac"] if "Fac" in tex.outputs else tex.outputs["Distance"]
+        links.new(fac, ramp.inputs["Fac"])
+        links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+    return mat
+
+
+def _mesh_object(bpy, scene, name: str, verts_cv: np.ndarray, faces, mat):
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata((verts_cv @ CV_TO_BLENDER.T).tolist(), [], [tuple(f) for f in faces])
+    mesh.update()
+    mesh.materials.append(mat)
+    obj = bpy.data.objects.new(name, mesh)
+    scene.collection.objects.link(obj)
+    return obj
+
+
+def _sun_rotation(gt: GroundTruth, bd: dict):
+    """Quaternion turning the sun (shining along its -Z) to come from the camera's side, ``sun_angle``
+    about the world vertical, at ``sun_elevation`` above the floor."""
+    from mathutils import Vector
+
+    R = gt.R_wc
+    fwd = R[2] * np.array([1.0, 0.0, 1.0])  # the camera's viewing direction, level
+    fwd /= np.linalg.norm(fwd)
+    a, el = gt.look["sun_angle"], bd["sun_elevation"]
+    fwd = np.array([np.cos(a) * fwd[0] + np.sin(a) * fwd[2], 0.0, -np.sin(a) * fwd[0] + np.cos(a) * fwd[2]])
+    travel_w = np.cos(el) * fwd - np.sin(el) * np.array([0.0, 1.0, 0.0])
+    return Vector(tuple(CV_TO_BLENDER @ (R @ travel_w))).to_track_quat("-Z", "Y")
+
+
 def _quad(bpy, scene, name: str, corners_cv: np.ndarray, mat):
     mesh = bpy.data.meshes.new(name)
     mesh.from_pydata([tuple(CV_TO_BLENDER @ c) for c in corners_cv], [], [(0, 1, 2, 3)])
@@ -117,9 +175,14 @@ def _setup_camera(bpy, scene, K: np.ndarray, width: int, height: int):
 def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
                   progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
     """Render every frame; yields (H, W, 3) uint8 BGR images (BGRA when ``backdrop`` is False:
-    transparent film, no floor or wall, so alpha is the body's silhouette)."""
+    transparent film, no floor, wall or occluders, so alpha is the body's silhouette).
+
+    ``look["backdrop"]`` (a "textured" spec) gives the wall and floor procedural textures and sets the sky
+    and the sun's colour and elevation; ``look["occluders"]`` are drawn between the camera and the person.
+    """
     bpy = _import_bpy()
     spec, look = gt.spec, gt.look
+    bd = look.get("backdrop") if backdrop else None
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
@@ -138,8 +201,8 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
     if world.node_tree is None:
         world.use_nodes = True
     bg = next(n for n in world.node_tree.nodes if n.type == "BACKGROUND")
-    bg.inputs["Color"].default_value = (0.55, 0.6, 0.68, 1.0)
-    bg.inputs["Strength"].default_value = 0.6
+    bg.inputs["Color"].default_value = (*bd["world_colour"], 1.0) if bd else (0.55, 0.6, 0.68, 1.0)
+    bg.inputs["Strength"].default_value = bd["world_strength"] if bd else 0.6
 
     _setup_camera(bpy, scene, gt.K, spec.width, spec.height)
 
@@ -148,6 +211,10 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
     sun.data.angle = 0.2
     # Light from above, from the camera's side, seeded left/right.
     sun.rotation_euler = (math.radians(35), 0.0, look["sun_angle"])
+    if bd:
+        sun.rotation_mode = "QUATERNION"
+        sun.rotation_quaternion = _sun_rotation(gt, bd)
+        sun.data.color = bd["sun_colour"]
     scene.collection.objects.link(sun)
 
     # Body mesh with material slots by body part.
@@ -179,8 +246,21 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
         back = cz[2] - 3.0 if C[2] > cz[2] else cz[2] + 3.0
         wall_w = np.array([[cz[0] - half, 0, back], [cz[0] + half, 0, back],
                            [cz[0] + half, 6.0, back], [cz[0] - half, 6.0, back]])
-        _quad(bpy, scene, "floor", (floor_w - C) @ R.T, _checker_floor(bpy, "floor", look["floor"]))
-        _quad(bpy, scene, "wall", (wall_w - C) @ R.T, _principled(bpy, "wall", look["wall"], 0.9)[0])
+        if bd:
+            floor_mat, wall_mat = _textured(bpy, "floor", bd["floor"]), _textured(bpy, "wall", bd["wall"])
+        else:
+            floor_mat = _checker_floor(bpy, "floor", look["floor"])
+            wall_mat = _principled(bpy, "wall", look["wall"], 0.9)[0]
+        _quad(bpy, scene, "floor", (floor_w - C) @ R.T, floor_mat)
+        _quad(bpy, scene, "wall", (wall_w - C) @ R.T, wall_mat)
+
+    occluders = []  # (object, velocity in Blender coordinates)
+    for k, o in enumerate(look.get("occluders", []) if backdrop else []):
+        verts_w, faces = occluder_mesh(o)
+        mat = (_textured(bpy, f"occluder{k}", {**o["surface"], "colour1": o["colour"]}) if o["surface"]
+               else _principled(bpy, f"occluder{k}", o["colour"], 0.7)[0])  # fmt: skip
+        obj = _mesh_object(bpy, scene, f"occluder{k}", (verts_w - gt.cam_center) @ gt.R_wc.T, faces, mat)
+        occluders.append((obj, CV_TO_BLENDER @ (gt.R_wc @ np.asarray(o["velocity"]))))
 
     import cv2
 
@@ -191,6 +271,8 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
         for i in range(n):
             mesh.vertices.foreach_set("co", (gt.verts_cam[i] @ CV_TO_BLENDER.T).astype(np.float32).ravel())
             mesh.update()
+            for obj, velocity in occluders:
+                obj.location = tuple(velocity * (i / spec.fps))
             bpy.ops.render.render(write_still=True)
             img = cv2.imread(still, cv2.IMREAD_UNCHANGED)
             if img is None:
