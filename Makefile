@@ -32,8 +32,10 @@ test-slow: venv
 test: lint test-fast
 
 # The built-in sample clip -> capture (keypoints engine) -> a .blend with the animated rig and camera.
+# ENGINE=tar runs the built-in demo checkpoint (tar_core/weights/, trained on synthetic renders).
+ENGINE ?= keypoints
 demo: venv
-	$(PY) scripts/batch.py -- data/sample/sample_walk.mp4 --out demo_out/sample_walk.blend \
+	$(PY) scripts/batch.py -- data/sample/sample_walk.mp4 --engine $(ENGINE) --out demo_out/sample_walk.blend \
 		--motion-dir demo_out/motion --fbx demo_out/sample_walk.fbx
 	@echo "demo: open demo_out/sample_walk.blend in Blender (motion files in demo_out/motion)"
 

@@ -202,7 +202,7 @@ def cmd_make_dataset(args) -> int:
     from .dataset import make_dataset
 
     paths = make_dataset(args.out, clips=args.clips, frames=args.frames, size=args.size, seed=args.seed,
-                         samples=args.samples, progress=_progress_bar("clips"))
+                         samples=args.samples, progress=_progress_bar("clips"), videos=args.videos)
     print(f"{len(paths)} clips in {args.out}")
     return 0
 
@@ -226,11 +226,18 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .checkpoints import CheckpointError
-    from .evaluate import evaluate, write_json
+    from .evaluate import evaluate, evaluate_keypoints, write_json
 
+    data = [d for d in args.data.split(",") if d]
+    if (args.engine == "tar") != bool(args.checkpoint):
+        print("error: --checkpoint is needed with the tar engine and only with it", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        result = evaluate(args.checkpoint, [d for d in args.data.split(",") if d], h36m_regressor=args.h36m_regressor,
-                          progress=_progress_bar("clips"))
+        if args.engine == "tar":
+            result = evaluate(args.checkpoint, data, h36m_regressor=args.h36m_regressor,
+                              progress=_progress_bar("clips"))
+        else:
+            result = evaluate_keypoints(data, h36m_regressor=args.h36m_regressor, progress=_progress_bar("clips"))
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 13
@@ -239,9 +246,11 @@ def cmd_evaluate(args) -> int:
         return EXIT_USAGE
     if args.json:
         write_json(result, args.json)
-    print(f"{result['variant']} on {result['sequences']} sequences, {result['frames']} frames ({result['joints']}): "
+    name = result.get("variant", result["engine"])
+    print(f"{name} on {result['sequences']} sequences, {result['frames']} frames ({result['joints']}): "
           f"MPJPE {result['mpjpe']:.1f}  PA-MPJPE {result['pa_mpjpe']:.1f}  PVE {result['pve']:.1f} mm  "
-          f"ACCEL {result['accel']:.2f} mm/frame^2")
+          f"ACCEL {result['accel']:.2f} mm/frame^2"
+          + (f"  (coverage {result['coverage']:.0%})" if "coverage" in result else ""))
     return 0
 
 
@@ -313,10 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=4, help="Cycles samples per pixel")
+    p.add_argument("--videos", action="store_true",
+                   help="also keep the full frames as clip_<i>.mp4 (for evaluate --engine keypoints)")
     p.set_defaults(func=cmd_make_dataset)
 
     p = sub.add_parser("evaluate", help="the TCMR/GLoT protocol (MPJPE, PA-MPJPE, PVE, ACCEL) on clips")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", default=None, help="the TAR checkpoint to evaluate (tar engine)")
+    p.add_argument("--engine", choices=["tar", "keypoints"], default="tar",
+                   help="keypoints: the MediaPipe fit on the clips' full-frame videos (make-dataset --videos)")
     p.add_argument("--data", required=True, help="dataset folders (clip_*.npz), comma-separated")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--h36m-regressor", default=None, help="17 x V H36M joint regressor (.npy) for SMPL")

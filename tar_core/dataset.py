@@ -23,6 +23,7 @@ clips have 1-2 partial occluders (see docs/synthetic.md).
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,8 +64,9 @@ def _loads(path: Path) -> bool:
         return False
 
 
-def _render_clip(spec, body) -> dict:
-    """Ground truth, renders and crops of one clip, as the arrays of its file."""
+def _render_clip(spec, body, video: Path | None = None) -> dict:
+    """Ground truth, renders and crops of one clip, as the arrays of its file; ``video``: also keep the full
+    frames there (mp4), e.g. to run the keypoints engine on the same clips."""
     from .synthetic.groundtruth import make_ground_truth
     from .synthetic.scene import render_frames
 
@@ -72,9 +74,19 @@ def _render_clip(spec, body) -> dict:
     uv = gt.verts_cam_2d  # (F, V, 2)
     boxes = [square_box(np.concatenate([p.min(0), p.max(0)]), BOX_SCALE) for p in uv]
     crops = []
-    for img, box in zip(render_frames(gt, body, backdrop=True), boxes, strict=True):
-        rgb = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_BGR2RGB)
-        crops.append(crop(rgb, box, CROP_SIZE))
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if video is not None:
+            tmp = stack.enter_context(atomic_path(video, suffix=".mp4"))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
+            if not writer.isOpened():
+                raise RuntimeError(f"cannot write {video}")
+            stack.callback(writer.release)
+        for img, box in zip(render_frames(gt, body, backdrop=True), boxes, strict=True):
+            bgr = np.ascontiguousarray(img[..., :3])
+            if writer is not None:
+                writer.write(bgr)
+            crops.append(crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), box, CROP_SIZE))
     return {
         "crops": np.stack(crops).astype(np.uint8),
         "center": np.stack([b.center for b in boxes]).astype(np.float32),
@@ -117,13 +129,15 @@ def make_dataset(
     seed: int = 0,
     samples: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    videos: bool = False,
 ) -> list[Path]:
     """Render ``clips`` clips of ``frames`` frames (``size`` x ``size`` renders) into ``out_dir``.
 
     Clip ``i`` plays motion ``MOTION_CYCLE[i % 6]`` with seed ``s = seed * 100003 + i``; from ``s`` alone it also
     draws a focal length of ``default_focal * U(0.6, 1.8)``, a camera roll ``U(-0.17, 0.17)`` rad and 0
     occluders (probability 0.5) or 1-2, over a textured backdrop. A clip whose file already exists and loads is
-    skipped. Files are written atomically. Returns the paths of all ``clips`` clips.
+    skipped. Files are written atomically. ``videos``: also keep each clip's full frames as ``clip_<i>.mp4``
+    (for ``evaluate --engine keypoints``). Returns the paths of all ``clips`` clips.
     """
     if clips < 0 or frames < 1 or size < 1:
         raise ValueError(f"need clips >= 0, frames >= 1 and size >= 1, got {clips}, {frames}, {size}")
@@ -133,13 +147,14 @@ def make_dataset(
     paths = []
     for i in range(clips):
         path = clip_path(out_dir, i)
-        if not _loads(path):
+        video = path.with_suffix(".mp4") if videos else None
+        if not _loads(path) or (video is not None and not video.is_file()):
             if body is None:
                 from .body_model import load_body_model
 
                 body = load_body_model()
             spec = _clip_spec(i, frames, size, seed, samples)
-            arrays = _render_clip(spec, body)
+            arrays = _render_clip(spec, body, video)
             with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
         paths.append(path)

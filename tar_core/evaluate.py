@@ -19,7 +19,7 @@ import torch
 
 from .metrics import accel_error, mpjpe, pa_mpjpe, pve
 
-__all__ = ["H36M_TO_LSP14", "MANNEQUIN_LSP14", "evaluate", "summarize"]
+__all__ = ["H36M_TO_LSP14", "MANNEQUIN_LSP14", "evaluate", "evaluate_keypoints", "summarize"]
 
 # LSP order: r_ankle, r_knee, r_hip, l_hip, l_knee, l_ankle, r_wrist, r_elbow, r_shoulder, l_shoulder,
 # l_elbow, l_wrist, neck, head (top).
@@ -53,6 +53,40 @@ def _mesh_and_joints(body, poses: np.ndarray, betas: np.ndarray, regressor14):
     return joints, verts
 
 
+def _regressor14(body, h36m_regressor: str | None):
+    """(function (verts, joints) -> (N, 14, 3), joint-set name)."""
+    if h36m_regressor:
+        R = np.load(h36m_regressor, allow_pickle=False)  # (17, V)
+        if R.shape != (17, body.data.num_vertices):
+            raise ValueError(f"{h36m_regressor}: expected (17, {body.data.num_vertices}), got {R.shape}")
+
+        def regressor14(verts, joints):
+            return np.einsum("jv,nvc->njc", R, verts)[:, H36M_TO_LSP14]
+
+        return regressor14, "h36m-lsp14"
+
+    def own14(verts, joints):
+        return joints[:, MANNEQUIN_LSP14]
+
+    return own14, f"{body.kind}-lsp14"
+
+
+def _clips(data: list[str | Path]) -> list[Path]:
+    clips = sorted(p for d in data for p in Path(d).glob("clip_*.npz"))
+    if not clips:
+        raise ValueError(f"no clip_*.npz in {', '.join(map(str, data))}")
+    return clips
+
+
+def _sequence(body, regressor14, pred_poses, pred_betas, clip: dict, rows=None) -> dict:
+    """Metric inputs of one clip; ``rows``: the clip frames the predictions are for (default: all)."""
+    F = len(clip["poses"])
+    rows = np.arange(F) if rows is None else np.asarray(rows)
+    pj, pv = _mesh_and_joints(body, pred_poses, pred_betas, regressor14)
+    gj, gv = _mesh_and_joints(body, clip["poses"][rows], np.tile(clip["betas"], (len(rows), 1)), regressor14)
+    return {"pred_joints": pj, "gt_joints": gj, "pred_verts": pv, "gt_verts": gv}
+
+
 def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_regressor: str | None = None,
              batch_windows: int = 8, progress=None) -> dict:
     """Predict every frame of every clip in ``data`` with ``checkpoint``; the protocol's metrics."""
@@ -64,23 +98,8 @@ def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_reg
     body = body or load_body_model()
     ck = load_checkpoint(checkpoint, body=body)
     engine = TarEngine(ck.model, "cpu", batch_windows=batch_windows)
-    if h36m_regressor:
-        R = np.load(h36m_regressor, allow_pickle=False)  # (17, V)
-        if R.shape != (17, body.data.num_vertices):
-            raise ValueError(f"{h36m_regressor}: expected (17, {body.data.num_vertices}), got {R.shape}")
-
-        def regressor14(verts, joints):
-            return np.einsum("jv,nvc->njc", R, verts)[:, H36M_TO_LSP14]
-
-        joint_set = "h36m-lsp14"
-    else:
-        def regressor14(verts, joints):
-            return joints[:, MANNEQUIN_LSP14]
-
-        joint_set = f"{body.kind}-lsp14"
-    clips = sorted(p for d in data for p in Path(d).glob("clip_*.npz"))
-    if not clips:
-        raise ValueError(f"no clip_*.npz in {', '.join(map(str, data))}")
+    regressor14, joint_set = _regressor14(body, h36m_regressor)
+    clips = _clips(data)
     sequences = []
     for n, path in enumerate(clips, start=1):
         with np.load(path, allow_pickle=False) as z:
@@ -97,14 +116,64 @@ def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_reg
             results[r.row] = r
         pred_poses = np.stack([results[f].poses for f in range(F)])
         pred_betas = np.stack([results[f].betas for f in range(F)])
-        pj, pv = _mesh_and_joints(body, pred_poses, pred_betas, regressor14)
-        gj, gv = _mesh_and_joints(body, clip["poses"], np.tile(clip["betas"], (F, 1)), regressor14)
-        sequences.append({"pred_joints": pj, "gt_joints": gj, "pred_verts": pv, "gt_verts": gv})
+        sequences.append(_sequence(body, regressor14, pred_poses, pred_betas, clip))
         if progress:
             progress(n, len(clips))
     out = summarize(sequences)
-    out.update({"checkpoint": str(checkpoint), "checkpoint_sha256": ck.sha256, "variant": ck.config.name,
-                "provenance": ck.provenance, "joints": joint_set, "body_model": body.describe()})
+    out.update({"engine": "tar", "checkpoint": str(checkpoint), "checkpoint_sha256": ck.sha256,
+                "variant": ck.config.name, "provenance": ck.provenance, "joints": joint_set,
+                "body_model": body.describe()})
+    return out
+
+
+def evaluate_keypoints(data: list[str | Path], body=None, h36m_regressor: str | None = None,
+                       progress=None) -> dict:
+    """The keypoints engine on the same clips: each ``clip_*.npz`` needs its full frames beside it as
+    ``clip_*.mp4`` (``make-dataset --videos``), captured with the clip's focal length. Frames the engine
+    leaves out (no person found) are not scored; ``coverage`` says which share of frames was scored."""
+    import os
+    import tempfile
+
+    from .body_model import load_body_model
+    from .motion_file import read_motion
+    from .pipeline import CaptureError, CaptureOptions, capture
+    from .progress import Progress
+
+    body = body or load_body_model()
+    regressor14, joint_set = _regressor14(body, h36m_regressor)
+    clips = _clips(data)
+    sequences, frames_total, failed = [], 0, []
+    with tempfile.TemporaryDirectory(prefix="tar-eval-kp-") as tmp, open(os.devnull, "w") as quiet:
+        for n, path in enumerate(clips, start=1):
+            video = path.with_suffix(".mp4")
+            if not video.is_file():
+                raise ValueError(f"{path.name} has no full-frame video beside it ({video.name}); "
+                                 "render the set with make-dataset --videos")
+            with np.load(path, allow_pickle=False) as z:
+                clip = {k: z[k] for k in ("K", "poses", "betas")}
+            frames_total += len(clip["poses"])
+            out_dir = Path(tmp) / path.stem
+            try:
+                capture(CaptureOptions(clip=str(video), out_dir=str(out_dir), engine="keypoints", body=None,
+                                       focal=float(clip["K"][0, 0]), max_people=1), Progress(stream=quiet))
+            except CaptureError as exc:
+                failed.append(f"{path.name}: {exc}")
+                continue
+            people = sorted(out_dir.glob("person_*.npz"))
+            if not people:
+                failed.append(f"{path.name}: no person")
+                continue
+            m = read_motion(people[0])
+            keep = m.frame_ids < len(clip["poses"])
+            sequences.append(_sequence(body, regressor14, m.poses[keep], np.tile(m.betas, (int(keep.sum()), 1)),
+                                       clip, rows=m.frame_ids[keep]))
+            if progress:
+                progress(n, len(clips))
+    if not sequences:
+        raise ValueError("the keypoints engine found nobody in any clip: " + "; ".join(failed))
+    out = summarize(sequences)
+    out.update({"engine": "keypoints", "joints": joint_set, "body_model": body.describe(),
+                "coverage": out["frames"] / frames_total, "failed": failed})
     return out
 
 

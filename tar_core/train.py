@@ -184,7 +184,9 @@ def train(opts: TrainOptions, log=print) -> Path:
     kinds = {"synthetic" if src.synthetic else "real" for src in sources}
     provenance = {"trained_on": ",".join(src.describe() for src in sources),
                   "data": kinds.pop() if len(kinds) == 1 else "mixed", "variant": cfg.name,
-                  "weights": [round(float(w), 6) for w in source_weights(sources)]}
+                  "weights": [round(float(w), 6) for w in source_weights(sources)],
+                  "batch": opts.batch * world, "lr": opts.lr, "augment": opts.augment, "seed": opts.seed,
+                  "processes": world}
     board = _tensorboard(out) if rank == 0 else None
 
     def save(path: Path, with_optimizer: bool):

@@ -3,6 +3,7 @@ script, and the installable extension zip."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -247,6 +248,7 @@ def test_extension_zip_builds_validates_installs_and_runs(tmp_path, empty_scene)
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
     assert "tar_core/body_model/data/mannequin.npz" in names and "tar_core/body_model/data/NOTICE" in names
+    assert "tar_core/weights/tar-tiny-synthetic.pt" in names and "tar_core/weights/MODEL_CARD.md" in names
     # Install into the bpy module (its own user resources: see conftest) and run its importer.
     tar_blender.unregister()  # the development copy registers the same operator names
     try:
@@ -269,6 +271,20 @@ def test_extension_zip_builds_validates_installs_and_runs(tmp_path, empty_scene)
         assert '"completed": true' in summary and "extensions" in summary  # engine code from the zip
         arm = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
         assert arm["tar_engine"] == "keypoints" and bpy.context.scene.frame_end == 72
+        # The TAR engine without a checkpoint in the preferences runs the demo checkpoint shipped in the zip.
+        bpy.ops.wm.read_homefile(use_empty=True)
+        s = bpy.context.scene.tar_capture
+        s.clip, s.output_dir, s.engine = str(SAMPLE.with_suffix(".mp4")), str(tmp_path / "capture tar"), "TAR"
+        os.environ["TAR_PYTHON"] = sys.executable
+        try:
+            assert bpy.ops.tar.capture() == {"FINISHED"}
+        finally:
+            del os.environ["TAR_PYTHON"]
+        summary = json.loads((tmp_path / "capture tar" / "summary.json").read_text())
+        assert summary["checkpoint"]["builtin_demo"] and "extensions" in summary["checkpoint"]["path"]
+        assert summary["checkpoint"]["provenance"]["data"] == "synthetic"
+        arm = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
+        assert arm["tar_engine"] == "tar" and bpy.context.scene.frame_end == 72
         bpy.ops.preferences.addon_disable(module="bl_ext.user_default.tar_mocap")
     finally:
         tar_blender.register()

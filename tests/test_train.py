@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -109,3 +110,35 @@ def test_evaluate_runs_the_protocol_on_clips(tiny_data, tmp_path):
     assert r["frames"] == 6 and r["sequences"] == 2 and r["joints"] == "mannequin-lsp14"
     assert all(np.isfinite(r[k]) and r[k] > 0 for k in ("mpjpe", "pa_mpjpe", "pve", "accel"))
     assert r["pa_mpjpe"] <= r["mpjpe"] + 1e-6
+
+
+def test_keypoints_engine_is_evaluated_on_the_same_clips(tmp_path):
+    """make-dataset --videos keeps the full frames; evaluate --engine keypoints captures them with the clip's
+    focal length and scores the fit against the same ground truth as the tar engine."""
+    import json
+
+    from tar_core.dataset import make_dataset
+    from tar_core.evaluate import evaluate_keypoints
+
+    data = tmp_path / "held out"
+    (path,) = make_dataset(data, clips=1, frames=8, size=256, seed=4, samples=1, videos=True)
+    video = path.with_suffix(".mp4")
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 256
+    cap.release()
+    r = evaluate_keypoints([data])
+    assert r["engine"] == "keypoints" and r["sequences"] == 1 and r["coverage"] >= 0.75
+    assert r["frames"] == round(8 * r["coverage"])
+    # A fit of a clearly visible person: far better than chance, worse than perfect.
+    assert 5.0 < r["pa_mpjpe"] < 150.0 and r["pa_mpjpe"] <= r["mpjpe"] + 1e-6, r
+    # The same through the command line; --checkpoint is refused with the keypoints engine.
+    res = subprocess.run([sys.executable, "-m", "tar_core", "evaluate", "--engine", "keypoints", "--data", str(data),
+                          "--json", str(tmp_path / "kp.json")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "kp.json").read_text())["mpjpe"] == pytest.approx(r["mpjpe"], rel=1e-4)
+    bad = subprocess.run([sys.executable, "-m", "tar_core", "evaluate", "--engine", "keypoints", "--checkpoint",
+                          "x.pt", "--data", str(data)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--checkpoint" in bad.stderr
+    video.unlink()
+    with pytest.raises(ValueError, match="--videos"):
+        evaluate_keypoints([data])
