@@ -55,7 +55,8 @@ def cmd_render_clip(args) -> int:
     body = load_body_model(args.body)
     print(f"body model: {body.describe()}", file=sys.stderr)
     spec = ClipSpec(motion=args.motion, frames=args.frames, width=args.size[0], height=args.size[1],
-                    fps=args.fps, seed=args.seed, samples=args.samples, focal=args.focal)
+                    fps=args.fps, seed=args.seed, samples=args.samples, focal=args.focal, tilt=args.tilt,
+                    backdrop=args.backdrop, occluders=args.occluders)
     video, motion, _, timings = render_clip(spec, args.output, body, progress=_progress_bar("render"))
     print(f"wrote {video} and {motion} ({timings['render_s_per_frame']:.2f} s/frame)", file=sys.stderr)
     return 0
@@ -259,13 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("render-clip", help="render a synthetic clip of the mannequin with exact ground truth")
-    p.add_argument("--motion", default="walk", help="walk, turn, arms or squat")
+    p.add_argument("--motion", default="walk", help="walk, turn, arms, squat or random")
     p.add_argument("--frames", type=int, default=90)
     p.add_argument("--size", type=_size, default=(480, 360), metavar="WxH")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
     p.add_argument("--focal", type=float, default=None, help="focal length in pixels (default: diagonal)")
+    p.add_argument("--tilt", type=float, default=0.0, help="camera roll about the optical axis, radians")
+    p.add_argument("--backdrop", choices=["plain", "textured"], default="plain")
+    p.add_argument("--occluders", type=int, default=0, help="objects between camera and person (partial)")
     p.add_argument("--body", default=None, help="SMPL .pkl/.npz (default: the built-in mannequin)")
     p.add_argument("-o", "--output", required=True, help="CLIP.mp4 (CLIP.npz is written beside it)")
     p.set_defaults(func=cmd_render_clip)

@@ -115,7 +115,8 @@ def test_render_clip_cli_writes_video_and_valid_ground_truth(tmp_path):
     out = tmp_path / "clip é.mp4"
     res = subprocess.run(
         [sys.executable, "-m", "tar_core", "render-clip", "--motion", "squat", "--frames", "3",
-         "--size", "96x72", "--samples", "1", "--seed", "3", "-o", str(out)],
+         "--size", "96x72", "--samples", "1", "--seed", "3", "--tilt", "0.1", "--backdrop", "textured",
+         "--occluders", "1", "-o", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stderr
@@ -131,7 +132,9 @@ def test_render_clip_cli_writes_video_and_valid_ground_truth(tmp_path):
     assert frames[0].std() > 5  # an actual picture
     m = read_motion(out.with_suffix(".npz"))
     assert m.engine == "ground-truth" and m.body_model == "mannequin" and m.num_frames == 3
-    assert m.provenance_dict["motion"] == "squat"
+    prov = m.provenance_dict
+    assert prov["motion"] == "squat" and prov["camera_roll"] == 0.1 and prov["backdrop"] == "textured"
+    assert prov["occluders_requested"] == 1 and "backdrop" in prov["appearance"]
     np.testing.assert_allclose(m.joints_2d, camera.project(m.joints_cam, m.camera_intrinsics), atol=1e-3)
     assert not list(tmp_path.glob(".*"))  # no temporary files left
 
