@@ -145,3 +145,31 @@ def test_cli_reports_a_bad_data_entry(tmp_path):
                           str(tmp_path / "nothing.npz@imgs"), "--out", str(tmp_path / "run"), "--steps", "1"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "nothing.npz" in res.stderr, res.stderr
+
+
+@pytest.mark.slow
+def test_ablation_script_trains_evaluates_and_checks_directions(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    data = _synthetic_dir(tmp_path / "synth")
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, str(root / "scripts" / "ablation.py"), "--train", str(data), "--heldout", str(data),
+           "--runs", str(runs), "--steps", "1", "--batch", "2", "--json", str(runs / "ablation.json")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    table = [line for line in res.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 4  # header + the four variants
+    out = json.loads((runs / "ablation.json").read_text())
+    assert set(out["rows"]) == {"full TAR", "without RRM", "only GTE", "only LTE"}
+    assert {r["variant"] for r in out["rows"].values()} == {"tar-tiny", "tar-tiny-no-rrm", "tar-tiny-gte-only",
+                                                             "tar-tiny-lte-only"}
+    assert all(r["steps"] == 1 and r["frames"] == 4 for r in out["rows"].values())
+    assert len(out["checks"]) == 3 and "reproduced" in res.stdout
+    # A second run reuses the trained models and their cached evaluations.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "training " not in again.stdout
+    assert json.loads((runs / "ablation.json").read_text())["rows"]["full TAR"]["mpjpe"] == \
+        out["rows"]["full TAR"]["mpjpe"]
