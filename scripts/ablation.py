@@ -63,6 +63,18 @@ def train_all(args, variants: dict[str, str]) -> dict[str, float]:
     return walls
 
 
+def _cached(path: Path, heldout: list[str], run_eval, sha: str | None) -> dict:
+    """An evaluation result, reused while it is for the same held-out folders (and checkpoint sha256)."""
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("heldout") == heldout and cached.get("checkpoint_sha256") == sha:
+            return cached
+    result = {**run_eval(), "heldout": heldout}
+    result.setdefault("checkpoint_sha256", None)
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", required=True, help="training data (train --data syntax)")
@@ -76,6 +88,7 @@ def main() -> int:
     ap.add_argument("--keypoints", action="store_true", help="also the keypoints engine (needs --videos clips)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    from tar_core.checkpoints import file_sha256
     from tar_core.evaluate import evaluate, evaluate_keypoints
 
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -84,25 +97,13 @@ def main() -> int:
     rows = {}
     for label, v in VARIANTS.items():
         run = args.runs / v
-        result_path = run / "heldout.json"
-        model = run / "model.pt"
-        sha = None
-        if result_path.is_file():
-            cached = json.loads(result_path.read_text())
-            from tar_core.checkpoints import file_sha256
-
-            sha = file_sha256(model)
-            rows[label] = cached if cached.get("checkpoint_sha256") == sha else None
-        if rows.get(label) is None:
-            rows[label] = evaluate(model, heldout)
-            result_path.write_text(json.dumps(rows[label], indent=2))
+        rows[label] = _cached(run / "heldout.json", heldout, lambda m=run / "model.pt": evaluate(m, heldout),
+                              file_sha256(run / "model.pt"))
         rows[label]["train_wall_s"] = walls.get(v)
         rows[label]["steps"] = _trained_steps(run)
     if args.keypoints:
-        kp_path = args.runs / "keypoints_heldout.json"
-        if not kp_path.is_file():
-            kp_path.write_text(json.dumps(evaluate_keypoints(heldout), indent=2))
-        rows["keypoints engine"] = json.loads(kp_path.read_text())
+        rows["keypoints engine"] = _cached(args.runs / "keypoints_heldout.json", heldout,
+                                           lambda: evaluate_keypoints(heldout), None)
 
     first = next(iter(rows.values()))
     print(f"\nheld-out: {first['sequences']} clips, {first['frames']} frames, joints {first['joints']}; "
