@@ -177,6 +177,17 @@ def train(opts: TrainOptions, log=print) -> Path:
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     log_path = out / "log.csv"
     new_log = not log_path.exists() or step == 0
+    elapsed = 0.0  # time_s keeps counting across resumes
+    if not new_log and rank == 0:
+        # Rows logged after the checkpoint we resume from were lost with that run: drop them, and go on from
+        # the time at the checkpoint.
+        with open(log_path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader)
+            kept = [r for r in reader if r and int(r[0]) <= step]
+        with atomic_path(log_path, suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows([header, *kept])
+        elapsed = float(kept[-1][-1]) if kept else 0.0
     writer = open(log_path, "w" if new_log else "a", newline="") if rank == 0 else None  # noqa: SIM115
     csv_out = csv.writer(writer) if writer else None
     if csv_out and new_log:
@@ -200,7 +211,7 @@ def train(opts: TrainOptions, log=print) -> Path:
             with atomic_path(path) as tmp:
                 torch.save(payload, tmp)
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - elapsed
     batches = iter(loader)
     while step < opts.steps:
         losses = train_step(net, optimizer, next(batches), cfg, opts.clip_grad, scaler)

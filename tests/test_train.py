@@ -64,6 +64,11 @@ def _log_steps(run: Path) -> list[int]:
         return [int(r["step"]) for r in csv.DictReader(fh)]
 
 
+def _log_times(run: Path) -> list[float]:
+    with open(run / "log.csv") as fh:
+        return [float(r["time_s"]) for r in csv.DictReader(fh)]
+
+
 def test_train_writes_checkpoints_and_resumes(tiny_data, tmp_path):
     from tar_core.train import TrainOptions, train
 
@@ -80,6 +85,13 @@ def test_train_writes_checkpoints_and_resumes(tiny_data, tmp_path):
     again = read_checkpoint(run / "last.pt")
     assert again["provenance"]["steps"] == 4
     assert _log_steps(run) == [1, 2, 3, 4]  # the log continues instead of starting over
+    times = _log_times(run)
+    assert times == sorted(times) and times[2] >= times[1]  # and so does its clock
+    # A run killed after logging past its last checkpoint: on resume those rows go (they are trained again).
+    with open(run / "log.csv", "a", newline="") as fh:
+        csv.writer(fh).writerow([5, 1.0, 0, 0, 0, 0, 0, 999.0])
+    train(replace(opts, steps=5, resume=True), log=lambda m: None)
+    assert _log_steps(run) == [1, 2, 3, 4, 5] and _log_times(run)[-1] < 999.0
     changed = [k for k, v in again["state_dict"].items()
                if v.dtype.is_floating_point and not torch.equal(v, first["state_dict"][k])]
     assert changed  # resumed training kept learning
