@@ -42,14 +42,12 @@ def _data_summary(trained_on: str) -> list[str]:
     return lines
 
 
-LSP14 = [8, 5, 2, 1, 4, 7, 21, 19, 17, 16, 18, 20, 12, 15]
-
-
 def _sample_clip_rows(checkpoint: Path) -> list[str]:
     """Capture the committed sample clip with the checkpoint and with an untrained one; compare with its truth."""
     import subprocess
     import tempfile
 
+    from tar_core.evaluate import MANNEQUIN_LSP14 as LSP14
     from tar_core.metrics import mpjpe, pa_mpjpe
     from tar_core.motion_file import read_motion
 

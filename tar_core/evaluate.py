@@ -154,7 +154,8 @@ def evaluate_keypoints(data: list[str | Path], body=None, h36m_regressor: str | 
             frames_total += len(clip["poses"])
             out_dir = Path(tmp) / path.stem
             try:
-                capture(CaptureOptions(clip=str(video), out_dir=str(out_dir), engine="keypoints", body=None,
+                capture(CaptureOptions(clip=str(video), out_dir=str(out_dir), engine="keypoints",
+                                       body=body.data.source,  # fit the body the metrics use
                                        focal=float(clip["K"][0, 0]), max_people=1), Progress(stream=quiet))
             except CaptureError as exc:
                 failed.append(f"{path.name}: {exc}")

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from tar_core.checkpoints import DEMO_CHECKPOINT, demo_checkpoint, file_sha256, load_checkpoint, read_checkpoint
+from tar_core.evaluate import MANNEQUIN_LSP14 as LSP14
 from tar_core.metrics import mpjpe, pa_mpjpe
 from tar_core.motion_file import read_motion
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample" / "sample_walk.mp4"
 CARD = DEMO_CHECKPOINT.with_name("MODEL_CARD.md")
-LSP14 = [8, 5, 2, 1, 4, 7, 21, 19, 17, 16, 18, 20, 12, 15]
 
 
 def test_demo_checkpoint_is_small_strict_and_synthetic():
