@@ -27,7 +27,7 @@ VARIANTS = {"full TAR": "tar-tiny", "without RRM": "tar-tiny-no-rrm", "only GTE"
 
 
 def _trained_steps(run: Path) -> int:
-    from tar_core.checkpoints import read_checkpoint
+    from tar_core.network.checkpoints import read_checkpoint
 
     model = run / "model.pt"
     return int(read_checkpoint(model)["provenance"].get("steps", 0)) if model.is_file() else 0
@@ -88,8 +88,8 @@ def main() -> int:
     ap.add_argument("--keypoints", action="store_true", help="also the keypoints engine (needs --videos clips)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    from tar_core.checkpoints import file_sha256
-    from tar_core.evaluate import evaluate, evaluate_keypoints
+    from tar_core.evaluation.evaluate import evaluate, evaluate_keypoints
+    from tar_core.network.checkpoints import file_sha256
 
     args.runs.mkdir(parents=True, exist_ok=True)
     walls = train_all(args, VARIANTS)

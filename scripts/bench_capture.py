@@ -36,10 +36,10 @@ def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
 
 def sample_crops(n: int):
     """Real crops of the sample clip (with their geometry), cycled to n frames."""
-    from tar_core import camera as cam
-    from tar_core.cropping import crop_batch, square_box
+    from tar_core.capture.video import VideoReader
+    from tar_core.geometry import camera as cam
+    from tar_core.geometry.cropping import crop_batch, square_box
     from tar_core.motion_file import read_motion
-    from tar_core.video import VideoReader
 
     gt = read_motion(ROOT / "data" / "sample" / "sample_walk.npz")
     crops, geoms = [], []
@@ -56,8 +56,8 @@ def sample_crops(n: int):
 
 def engine_fps(variant: str, frames: int, cache: bool) -> tuple[float, int]:
     from tar_core.body_model import load_body_model
-    from tar_core.config import get_variant
-    from tar_core.engines.tar import TarEngine
+    from tar_core.capture.engines.tar import TarEngine
+    from tar_core.network.config import get_variant
     from tar_core.network.tar import TAR
 
     torch.manual_seed(0)
@@ -80,9 +80,9 @@ def engine_fps(variant: str, frames: int, cache: bool) -> tuple[float, int]:
 
 
 def stage_fps(frames_limit: int = 72) -> dict[str, float]:
-    from tar_core.cropping import crop_batch, square_box
-    from tar_core.detection import PoseDetector
-    from tar_core.video import VideoReader
+    from tar_core.capture.detection import PoseDetector
+    from tar_core.capture.video import VideoReader
+    from tar_core.geometry.cropping import crop_batch, square_box
 
     out = {}
     t = time.perf_counter()
@@ -144,7 +144,7 @@ def main() -> int:
     peak = matmul_gflops()
     print(f"large matmul (2048^3, float32): {peak:.1f} GFLOP/s")
 
-    from tar_core.config import get_variant
+    from tar_core.network.config import get_variant
     from tar_core.network.info import model_info
 
     for variant, n in (("tar-tiny", args.tiny_frames), ("tar-hrnet48", args.paper_frames)):

@@ -18,9 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def batch(B: int, device):
-    from tar_core.losses import Targets
+    from tar_core.geometry.rotations import axis_angle_to_matrix
     from tar_core.network.refinement import Geometry
-    from tar_core.rotations import axis_angle_to_matrix
+    from tar_core.training.losses import Targets
 
     g = torch.Generator().manual_seed(0)
     joints = torch.randn(B, 24, 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, 5.0])
@@ -34,9 +34,9 @@ def batch(B: int, device):
 
 def samples_per_s(variant: str, B: int, steps: int, device) -> float:
     from tar_core.body_model import load_body_model
-    from tar_core.config import get_variant
+    from tar_core.network.config import get_variant
     from tar_core.network.tar import TAR
-    from tar_core.train import train_step
+    from tar_core.training.train import train_step
 
     cfg = get_variant(variant)
     model = TAR(cfg, load_body_model()).to(device)

@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--clips", type=Path, default=ROOT / "out" / "eval_clips")
     ap.add_argument("--motions", default="walk,turn,arms,squat")
     args = ap.parse_args()
-    from tar_core.metrics import accel_error, mpjpe, pa_mpjpe
+    from tar_core.evaluation.metrics import accel_error, mpjpe, pa_mpjpe
     from tar_core.motion_file import read_motion
 
     args.clips.mkdir(parents=True, exist_ok=True)

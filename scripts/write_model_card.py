@@ -47,8 +47,8 @@ def _sample_clip_rows(checkpoint: Path) -> list[str]:
     import subprocess
     import tempfile
 
-    from tar_core.evaluate import MANNEQUIN_LSP14 as LSP14
-    from tar_core.metrics import mpjpe, pa_mpjpe
+    from tar_core.evaluation.evaluate import MANNEQUIN_LSP14 as LSP14
+    from tar_core.evaluation.metrics import mpjpe, pa_mpjpe
     from tar_core.motion_file import read_motion
 
     clip = ROOT / "data" / "sample" / "sample_walk.mp4"
@@ -75,14 +75,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--run", type=Path, required=True, help="the training run folder (log.csv)")
-    ap.add_argument("--heldout", type=Path, required=True, help="evaluate --json output for this checkpoint")
+    ap.add_argument("--heldout", type=Path, required=True, help="evaluate -o output for this checkpoint")
     ap.add_argument("--compare", nargs="*", default=[], help="NAME=FILE.json rows to put beside it")
     ap.add_argument("--recipe", type=Path, default=None, help="a text file with the commands that made it")
     ap.add_argument("--machine", default=None, help="where it was trained (default: this machine)")
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
-    from tar_core.checkpoints import file_sha256, load_checkpoint
     from tar_core.motion_file import read_motion
+    from tar_core.network.checkpoints import file_sha256, load_checkpoint
 
     gt_frames = read_motion(ROOT / "data" / "sample" / "sample_walk.npz").num_frames
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from tar_core.errors import MotionFileError
+from tar_core.util.atomic import atomic_path
 
 __all__ = [
     "FORMAT",
@@ -32,14 +33,6 @@ FORMAT_VERSION = 1
 ENGINES = ("tar", "keypoints", "ground-truth")
 BODY_MODELS = ("smpl", "mannequin")
 GENDERS = ("neutral", "male", "female")
-
-
-class MotionFileError(ValueError):
-    """A motion file is malformed; ``key`` names the offending entry."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 @dataclass

@@ -1,7 +1,47 @@
-"""Shared test set-up: Blender-as-a-module writes its user files into a temporary folder."""
+"""Shared test set-up and fixtures: Blender-as-a-module's user folder, the committed sample clip, a runner
+for the engine's command line, a fresh output folder."""
 
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
+
+import pytest
 
 # Must be set before the first `import bpy` anywhere in the test session.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="tar-tests-blender-"))
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CLIP = ROOT / "data" / "sample" / "sample_walk.mp4"
+SAMPLE_MOTION = ROOT / "data" / "sample" / "sample_walk.npz"
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    """The committed rendered clip (72 frames, 384x288) of the mannequin walking."""
+    return SAMPLE_CLIP
+
+
+@pytest.fixture(scope="session")
+def sample_motion_path() -> Path:
+    """The sample clip's exact ground-truth motion file."""
+    return SAMPLE_MOTION
+
+
+def run_cli(*args, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m tar_core ARGS`` from the repository root, text output captured."""
+    return subprocess.run([sys.executable, "-m", "tar_core", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, **kwargs)
+
+
+@pytest.fixture
+def cli():
+    """Run the engine's command line: ``cli("capture", clip, "-o", out)`` -> CompletedProcess."""
+    return run_cli
+
+
+@pytest.fixture
+def out_dir(tmp_path) -> Path:
+    """A fresh output folder that does not exist yet."""
+    return tmp_path / "out"

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tar_core import camera
+from tar_core.geometry import camera
 from tar_core.motion_file import (
     Motion,
     MotionFileError,
@@ -128,5 +128,5 @@ def test_cli_validate_exit_codes(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
     res = _cli("motion", "validate", str(bad))
-    assert res.returncode != 0
+    assert res.returncode == 3
     assert "joints_2d" in res.stderr

@@ -1,6 +1,10 @@
-"""Body models in the SMPL layout (licensed SMPL files, or the built-in mannequin)."""
+"""Body models in the SMPL layout: licensed SMPL files (chumpy-free pickle or npz) or the built-in mannequin,
+with a vectorised linear-blend-skinning forward.
 
-from .model import (
+May import ``geometry``, ``util`` and ``errors`` only.
+"""
+
+from tar_core.body_model.model import (
     BODY_MODEL_ENV,
     JOINT_NAMES,
     MANNEQUIN_PATH,
@@ -10,13 +14,12 @@ from .model import (
     SMPL_MARKER_IDS,
     BodyModel,
     BodyModelData,
-    BodyModelError,
     BodyOutput,
     convert_smpl_file,
     load_body_model,
     load_body_model_data,
 )
-from .smpl_pickle import UnsafePickleError, load_smpl_pickle
+from tar_core.body_model.smpl_pickle import load_smpl_pickle
 
 __all__ = [
     "BODY_MODEL_ENV",
@@ -28,9 +31,7 @@ __all__ = [
     "SMPL_MARKER_IDS",
     "BodyModel",
     "BodyModelData",
-    "BodyModelError",
     "BodyOutput",
-    "UnsafePickleError",
     "convert_smpl_file",
     "load_body_model",
     "load_body_model_data",

@@ -19,8 +19,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from .smpl_pickle import load_smpl_pickle
+from tar_core.body_model.smpl_pickle import load_smpl_pickle
+from tar_core.errors import BodyModelError
+from tar_core.util.atomic import atomic_path
 
 __all__ = [
     "BODY_MODEL_ENV",
@@ -32,7 +33,6 @@ __all__ = [
     "SMPL_MARKER_IDS",
     "BodyModel",
     "BodyModelData",
-    "BodyModelError",
     "BodyOutput",
     "convert_smpl_file",
     "load_body_model",
@@ -61,10 +61,6 @@ SMPL_MARKER_IDS = (
 )  # fmt: skip
 
 _REQUIRED = ("v_template", "shapedirs", "J_regressor", "weights", "f", "kintree_table")
-
-
-class BodyModelError(ValueError):
-    """A body-model file is missing, unreadable or not in the SMPL layout."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -298,7 +294,7 @@ class BodyModel(torch.nn.Module):
 
     def _rotmats(self, global_orient, body_pose) -> torch.Tensor:
         """(B, 24, 3, 3) from axis-angle (B, 3) + (B, 69) or from matrices."""
-        from ..rotations import axis_angle_to_matrix
+        from tar_core.geometry.rotations import axis_angle_to_matrix
 
         B = global_orient.shape[0]
         if global_orient.ndim >= 3 and global_orient.shape[-2:] == (3, 3):

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["UnsafePickleError", "load_smpl_pickle"]
+from tar_core.errors import UnsafePickleError
 
-
-class UnsafePickleError(ValueError):
-    """The pickle names a class this loader will not create."""
+__all__ = ["load_smpl_pickle"]
 
 
 class _StandIn:

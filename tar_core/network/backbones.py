@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tar_core.errors import CheckpointError, one_line
+
 __all__ = [
     "BACKBONE_NAMES",
     "Backbone",
@@ -395,21 +397,21 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, non-tensor objects, ...
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {one_line(e, 160)}") from e
     while isinstance(obj, dict) and any(isinstance(obj.get(k), dict) for k in _NESTING_KEYS):
         obj = next(obj[k] for k in _NESTING_KEYS if isinstance(obj.get(k), dict))
     if not isinstance(obj, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
     state: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             continue  # metadata such as an epoch counter
         name = _strip_prefixes(key)
         if name in state:
-            raise ValueError(f"checkpoint {path}: {key!r} collides with another entry once prefixes are stripped")
+            raise CheckpointError(f"checkpoint {path}: {key!r} collides with another entry once prefixes are stripped")
         state[name] = value
     if not state:
-        raise ValueError(f"checkpoint {path} holds no tensors")
+        raise CheckpointError(f"checkpoint {path} holds no tensors")
     return state
 
 
@@ -442,7 +444,7 @@ def load_backbone_weights(backbone: Backbone, path: str | Path, strict: bool = T
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone checkpoint not found: {path}")
+        raise CheckpointError(f"backbone checkpoint not found: {path}")
     source = _read_state_dict(path)
 
     own = backbone.state_dict()
@@ -462,7 +464,7 @@ def load_backbone_weights(backbone: Backbone, path: str | Path, strict: bool = T
     if strict and (missing or mismatched):
         problems = [_listing("missing", missing)] if missing else []
         problems += [_listing("with a wrong shape", mismatched)] if mismatched else []
-        raise ValueError(f"checkpoint {path} does not fit backbone {backbone.name!r}: " + "; ".join(problems))
+        raise CheckpointError(f"checkpoint {path} does not fit backbone {backbone.name!r}: " + "; ".join(problems))
 
     backbone.load_state_dict(chosen, strict=False)
     return [k for k in own if k not in chosen and not k.endswith("num_batches_tracked")]

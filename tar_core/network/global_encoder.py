@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import TARConfig
+from tar_core.network.config import TARConfig
 
 __all__ = ["GlobalTemporalEncoder", "NUM_STATES"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..body_model import load_body_model
-from ..config import TARConfig
-from .tar import TAR, Geometry
+from tar_core.body_model import load_body_model
+from tar_core.network.config import TARConfig
+from tar_core.network.tar import TAR, Geometry
 
 __all__ = ["model_info"]
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ..config import TARConfig
+from tar_core.network.config import TARConfig
 
 __all__ = ["ConvGRUCell", "LocalTemporalEncoder"]
 

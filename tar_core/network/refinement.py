@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import camera as cam
-from ..body_model import BodyModel
-from ..config import TARConfig
-from ..rotations import rot6d_to_matrix
-from .global_encoder import NUM_STATES
+from tar_core.body_model import BodyModel
+from tar_core.geometry import camera as cam
+from tar_core.geometry.rotations import rot6d_to_matrix
+from tar_core.network.config import TARConfig
+from tar_core.network.global_encoder import NUM_STATES
 
 __all__ = [
     "CorrelationHead",

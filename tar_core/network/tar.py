@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..body_model import BodyModel
-from ..config import TARConfig
-from .backbones import build_backbone
-from .global_encoder import NUM_STATES, GlobalTemporalEncoder
-from .local_encoder import LocalTemporalEncoder
-from .refinement import (
+from tar_core.body_model import BodyModel
+from tar_core.network.backbones import build_backbone
+from tar_core.network.config import TARConfig
+from tar_core.network.global_encoder import NUM_STATES, GlobalTemporalEncoder
+from tar_core.network.local_encoder import LocalTemporalEncoder
+from tar_core.network.refinement import (
     CorrelationHead,
     Estimate,
     Geometry,

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import camera as cam
-from ..body_model import NUM_BETAS, BodyModel
-from ..motion_file import Motion
-from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from .motions import make_motion
+from tar_core.body_model import NUM_BETAS, BodyModel
+from tar_core.errors import UsageError
+from tar_core.geometry import camera as cam
+from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from tar_core.motion_file import Motion
+from tar_core.synthetic.motions import make_motion
 
 __all__ = ["BACKDROPS", "MAX_OCCLUSION", "ClipSpec", "GroundTruth", "look_at", "make_ground_truth",
            "occluder_mask", "occluder_mesh", "occlusion_fraction", "roll"]
@@ -45,9 +46,9 @@ class ClipSpec:
 
     def __post_init__(self):
         if self.backdrop not in BACKDROPS:
-            raise ValueError(f"backdrop must be one of {', '.join(BACKDROPS)}, got {self.backdrop!r}")
+            raise UsageError(f"backdrop must be one of {', '.join(BACKDROPS)}, got {self.backdrop!r}")
         if self.occluders < 0:
-            raise ValueError(f"occluders must be >= 0, got {self.occluders}")
+            raise UsageError(f"occluders must be >= 0, got {self.occluders}")
 
 
 @dataclass

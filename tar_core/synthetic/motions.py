@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..body_model import JOINT_NAMES
-from ..rotations import matrix_to_axis_angle
+from tar_core.body_model import JOINT_NAMES
+from tar_core.geometry.rotations import matrix_to_axis_angle
 
 __all__ = ["JOINT_LIMITS", "JOINT_ORDER", "MOTIONS", "euler_angles", "make_motion"]
 

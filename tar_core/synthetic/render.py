@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..atomic import atomic_path
-from ..body_model import BodyModel, load_body_model
-from ..motion_file import write_motion
-from .groundtruth import ClipSpec, GroundTruth, make_ground_truth
+from tar_core import __version__
+from tar_core.body_model import BodyModel, load_body_model
+from tar_core.errors import UsageError
+from tar_core.motion_file import write_motion
+from tar_core.synthetic.groundtruth import ClipSpec, GroundTruth, make_ground_truth
+from tar_core.util.atomic import atomic_path
 
 __all__ = ["motion_path_for", "render_clip"]
 
@@ -36,13 +37,13 @@ def render_clip(spec: ClipSpec, out_video: str | Path, body: BodyModel | None = 
     out_video = Path(out_video)
     suffix = out_video.suffix.lower()
     if suffix not in _FOURCC:
-        raise ValueError(f"unsupported video extension {suffix!r}; use one of {', '.join(_FOURCC)}")
+        raise UsageError(f"unsupported video extension {suffix!r}; use one of {', '.join(_FOURCC)}")
     body = body or load_body_model()
     t0 = time.perf_counter()
     gt = make_ground_truth(spec, body)
     t_gt = time.perf_counter() - t0
 
-    from .scene import render_frames
+    from tar_core.synthetic.scene import render_frames
 
     with atomic_path(out_video, suffix=suffix) as tmp:  # the video appears only when all is written
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*_FOURCC[suffix]), spec.fps,

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..body_model import BodyModel
-from .groundtruth import GroundTruth, occluder_mesh
+from tar_blender.logic.camera import CAMERA_EULER, camera_settings
+from tar_core.body_model import BodyModel
+from tar_core.synthetic.groundtruth import GroundTruth, occluder_mesh
 
 __all__ = ["CV_TO_BLENDER", "render_frames"]
 
@@ -154,35 +155,24 @@ def _quad(bpy, scene, name: str, corners_cv: np.ndarray, mat):
 
 
 def _setup_camera(bpy, scene, K: np.ndarray, width: int, height: int):
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    """The scene camera reproducing K, by the add-on's own K -> Blender formulas (one implementation)."""
+    s = camera_settings(K, width, height)
     data = bpy.data.cameras.new("camera")
-    data.sensor_fit = "HORIZONTAL"
-    data.sensor_width = 36.0
-    data.lens = fx * data.sensor_width / width
-    data.shift_x = ((width - 1) / 2.0 - cx) / width
-    data.shift_y = (cy - (height - 1) / 2.0) / width * fx / fy
+    data.sensor_fit, data.sensor_width, data.lens = s["sensor_fit"], s["sensor_width"], s["lens"]
+    data.shift_x, data.shift_y = s["shift_x"], s["shift_y"]
     data.clip_start, data.clip_end = 0.05, 200.0
     cam = bpy.data.objects.new("camera", data)
-    cam.rotation_euler = (math.pi / 2, 0.0, 0.0)  # looks along +Y, +Z up
+    cam.rotation_euler = CAMERA_EULER  # looks along +Y, +Z up
     scene.collection.objects.link(cam)
     scene.camera = cam
-    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.render.resolution_x, scene.render.resolution_y = s["resolution"]
     scene.render.resolution_percentage = 100
-    scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = 1.0, fx / fy if fy > fx else 1.0
+    scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = s["pixel_aspect"]
     return cam
 
 
-def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
-    """Render every frame; yields (H, W, 3) uint8 BGR images (BGRA when ``backdrop`` is False:
-    transparent film, no floor, wall or occluders, so alpha is the body's silhouette).
-
-    ``look["backdrop"]`` (a "textured" spec) gives the wall and floor procedural textures and sets the sky
-    and the sun's colour and elevation; ``look["occluders"]`` are drawn between the camera and the person.
-    """
-    bpy = _import_bpy()
-    spec, look = gt.spec, gt.look
-    bd = look.get("backdrop") if backdrop else None
+def _setup_render(bpy, spec, backdrop: bool):
+    """An empty scene rendering with Cycles on the CPU to PNG (RGBA on transparent film without backdrop)."""
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
@@ -195,7 +185,11 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
     scene.view_settings.view_transform = "Standard"
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB" if backdrop else "RGBA"
+    return scene
 
+
+def _add_lights(bpy, scene, gt: GroundTruth, look: dict, bd: dict | None) -> None:
+    """Sky colour and a sun from above on the camera's side (seeded left/right, or the textured spec's)."""
     world = bpy.data.worlds.new("world")
     scene.world = world
     if world.node_tree is None:
@@ -203,13 +197,9 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
     bg = next(n for n in world.node_tree.nodes if n.type == "BACKGROUND")
     bg.inputs["Color"].default_value = (*bd["world_colour"], 1.0) if bd else (0.55, 0.6, 0.68, 1.0)
     bg.inputs["Strength"].default_value = bd["world_strength"] if bd else 0.6
-
-    _setup_camera(bpy, scene, gt.K, spec.width, spec.height)
-
     sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
     sun.data.energy = look["sun_strength"]
     sun.data.angle = 0.2
-    # Light from above, from the camera's side, seeded left/right.
     sun.rotation_euler = (math.radians(35), 0.0, look["sun_angle"])
     if bd:
         sun.rotation_mode = "QUATERNION"
@@ -217,7 +207,9 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
         sun.data.color = bd["sun_colour"]
     scene.collection.objects.link(sun)
 
-    # Body mesh with material slots by body part.
+
+def _add_body(bpy, scene, gt: GroundTruth, body: BodyModel, look: dict):
+    """The body mesh at frame 0 with material slots by body part; returns the mesh (its vertices move)."""
     mesh = bpy.data.meshes.new("body")
     verts0 = gt.verts_cam[0] @ CV_TO_BLENDER.T
     mesh.from_pydata(verts0.tolist(), [], body.faces.tolist())
@@ -231,39 +223,63 @@ def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
             mat, _ = _principled(bpy, slot, look[slot], {"hair": 0.6, "shoes": 0.4}.get(slot, 0.85))
         mesh.materials.append(mat)
     mesh.polygons.foreach_set("material_index", face_materials(body, look["long_sleeves"]).astype(np.int32))
-    body_obj = bpy.data.objects.new("body", mesh)
-    scene.collection.objects.link(body_obj)
+    scene.collection.objects.link(bpy.data.objects.new("body", mesh))
+    return mesh
 
-    if backdrop:
-        R, C = gt.R_wc, gt.cam_center
-        centre = gt.verts_cam.reshape(-1, 3).mean(0)
-        # The floor (world y = 0) and a wall behind the person, built in the world and moved to
-        # the camera frame.
-        cz = C + R.T @ centre  # person's centre in the world
-        half = 15.0
-        floor_w = np.array([[cz[0] - half, 0, cz[2] - half], [cz[0] + half, 0, cz[2] - half],
-                            [cz[0] + half, 0, cz[2] + half], [cz[0] - half, 0, cz[2] + half]])
-        back = cz[2] - 3.0 if C[2] > cz[2] else cz[2] + 3.0
-        wall_w = np.array([[cz[0] - half, 0, back], [cz[0] + half, 0, back],
-                           [cz[0] + half, 6.0, back], [cz[0] - half, 6.0, back]])
-        if bd:
-            floor_mat, wall_mat = _textured(bpy, "floor", bd["floor"]), _textured(bpy, "wall", bd["wall"])
-        else:
-            floor_mat = _checker_floor(bpy, "floor", look["floor"])
-            wall_mat = _principled(bpy, "wall", look["wall"], 0.9)[0]
-        _quad(bpy, scene, "floor", (floor_w - C) @ R.T, floor_mat)
-        _quad(bpy, scene, "wall", (wall_w - C) @ R.T, wall_mat)
 
-    occluders = []  # (object, velocity in Blender coordinates)
-    for k, o in enumerate(look.get("occluders", []) if backdrop else []):
+def _add_floor_and_wall(bpy, scene, gt: GroundTruth, look: dict, bd: dict | None) -> None:
+    """The floor (world y = 0) and a wall behind the person, built in the world and moved to the camera frame."""
+    R, C = gt.R_wc, gt.cam_center
+    centre = gt.verts_cam.reshape(-1, 3).mean(0)
+    cz = C + R.T @ centre  # person's centre in the world
+    half = 15.0
+    floor_w = np.array([[cz[0] - half, 0, cz[2] - half], [cz[0] + half, 0, cz[2] - half],
+                        [cz[0] + half, 0, cz[2] + half], [cz[0] - half, 0, cz[2] + half]])
+    back = cz[2] - 3.0 if C[2] > cz[2] else cz[2] + 3.0
+    wall_w = np.array([[cz[0] - half, 0, back], [cz[0] + half, 0, back],
+                       [cz[0] + half, 6.0, back], [cz[0] - half, 6.0, back]])
+    if bd:
+        floor_mat, wall_mat = _textured(bpy, "floor", bd["floor"]), _textured(bpy, "wall", bd["wall"])
+    else:
+        floor_mat = _checker_floor(bpy, "floor", look["floor"])
+        wall_mat = _principled(bpy, "wall", look["wall"], 0.9)[0]
+    _quad(bpy, scene, "floor", (floor_w - C) @ R.T, floor_mat)
+    _quad(bpy, scene, "wall", (wall_w - C) @ R.T, wall_mat)
+
+
+def _add_occluders(bpy, scene, gt: GroundTruth, look: dict) -> list:
+    """Objects between the camera and the person; returns (object, velocity in Blender coordinates) pairs."""
+    occluders = []
+    for k, o in enumerate(look.get("occluders", [])):
         verts_w, faces = occluder_mesh(o)
         mat = (_textured(bpy, f"occluder{k}", {**o["surface"], "colour1": o["colour"]}) if o["surface"]
                else _principled(bpy, f"occluder{k}", o["colour"], 0.7)[0])  # fmt: skip
         obj = _mesh_object(bpy, scene, f"occluder{k}", (verts_w - gt.cam_center) @ gt.R_wc.T, faces, mat)
         occluders.append((obj, CV_TO_BLENDER @ (gt.R_wc @ np.asarray(o["velocity"]))))
+    return occluders
 
+
+def render_frames(gt: GroundTruth, body: BodyModel, backdrop: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+    """Render every frame; yields (H, W, 3) uint8 BGR images (BGRA when ``backdrop`` is False:
+    transparent film, no floor, wall or occluders, so alpha is the body's silhouette).
+
+    ``look["backdrop"]`` (a "textured" spec) gives the wall and floor procedural textures and sets the sky
+    and the sun's colour and elevation; ``look["occluders"]`` are drawn between the camera and the person.
+    """
     import cv2
 
+    bpy = _import_bpy()
+    spec, look = gt.spec, gt.look
+    bd = look.get("backdrop") if backdrop else None
+    scene = _setup_render(bpy, spec, backdrop)
+    _add_lights(bpy, scene, gt, look, bd)
+    _setup_camera(bpy, scene, gt.K, spec.width, spec.height)
+    mesh = _add_body(bpy, scene, gt, body, look)
+    occluders = []
+    if backdrop:
+        _add_floor_and_wall(bpy, scene, gt, look, bd)
+        occluders = _add_occluders(bpy, scene, gt, look)
     with tempfile.TemporaryDirectory(prefix="tar-render-") as tmp:
         still = str(Path(tmp) / "frame.png")
         scene.render.filepath = still

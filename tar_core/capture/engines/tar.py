@@ -1,0 +1,242 @@
+"""The tar engine: a second pass over the video with crops of the smoothed boxes, the network on them.
+
+``TarCaptureEngine`` loads the checkpoint (the built-in demo one when none is given), re-reads the
+clip, crops every tracked person and feeds ``TarEngine``; each track's motion file is written the
+moment its last frame is done.
+
+``TarEngine`` keeps per-frame backbone features in a ring buffer, windows of T frames.
+
+The backbone runs once per frame and person; its features wait in a ring buffer of T entries.
+When frame t + T//2 arrives, frame t's window (frames t - T//2 .. t + T//2, clip edges padded by
+repeating the first / last frame) is complete and queued; queued windows run through the temporal
+part in batches. The RRM's last estimate is the frame's result.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tar_core.capture.tracking import smooth_boxes
+from tar_core.capture.video import VideoReader
+from tar_core.errors import UsageError
+from tar_core.geometry.cropping import crop_batch, square_box
+from tar_core.geometry.rotations import matrix_to_axis_angle
+from tar_core.network.checkpoints import demo_checkpoint, load_checkpoint
+from tar_core.network.refinement import Geometry
+
+__all__ = ["FrameResult", "TarCaptureEngine", "TarEngine", "resolve_device"]
+
+
+@dataclass
+class FrameResult:
+    track_id: int
+    row: int  # position of the frame within its track
+    poses: np.ndarray  # (72,)
+    betas: np.ndarray  # (10,)
+    trans: np.ndarray  # (3,)
+
+
+@dataclass
+class _Entry:
+    row: int
+    global_vec: torch.Tensor | None  # (Dg,) cached feature (None in naive mode)
+    local_map: torch.Tensor | None  # (Dl, 64, 64)
+    crop: torch.Tensor | None  # (3, S, S) kept only by the naive mode
+    geom: tuple  # centre (2,), size, focal, principal (2,)
+
+
+@dataclass
+class _Track:
+    entries: deque
+    next_out: int = 0  # next row whose result is still to come
+    last_row: int = -1
+
+
+@dataclass
+class _Window:
+    track_id: int
+    row: int
+    entries: list  # T entries (edge-padded)
+    geom: tuple
+
+
+class TarEngine:
+    """Feed crops per frame with ``add``; results come back as windows complete.
+
+    cache_features=False recomputes the backbone for all T frames of every window (the naive way,
+    kept for the benchmark's comparison).
+    """
+
+    def __init__(self, model, device: str | torch.device = "cpu", batch_windows: int = 8, cache_features: bool = True):
+        self.model = model.eval().to(device)
+        self.cfg = model.cfg
+        self.device = torch.device(device)
+        self.T = self.cfg.seq_len
+        self.half = self.T // 2
+        self.batch_windows = batch_windows
+        self.cache = cache_features
+        self.tracks: dict[int, _Track] = {}
+        self.queue: list[_Window] = []
+        self.frames_encoded = 0
+
+    @torch.no_grad()
+    def add(self, items: list[tuple[int, int, torch.Tensor, tuple]]) -> list[FrameResult]:
+        """One video frame: items (track_id, row, crop (3, S, S), geometry). Returns finished results."""
+        if not items:
+            return []
+        crops = torch.stack([c for _, _, c, _ in items]).to(self.device)
+        if self.cache:
+            g, m = self.model.encode_frames(crops)  # (B, Dg), (B, Dl, 64, 64): once per frame
+            self.frames_encoded += len(items)
+        for k, (tid, row, crop, geom) in enumerate(items):
+            track = self.tracks.setdefault(tid, _Track(entries=deque(maxlen=self.T)))
+            if row != track.last_row + 1:
+                raise ValueError(f"track {tid}: rows must arrive in order (got {row} after {track.last_row})")
+            track.last_row = row
+            track.entries.append(_Entry(row, g[k] if self.cache else None, m[k] if self.cache else None,
+                                        None if self.cache else crop, geom))
+            # Frame row - half now has its whole window (unless it is near the clip's start: padded).
+            while track.next_out <= row - self.half:
+                self._queue(tid, track, track.next_out)
+                track.next_out += 1
+        return self._run(force=False)
+
+    @torch.no_grad()
+    def end_track(self, track_id: int) -> list[FrameResult]:
+        """The track has no more frames: its last windows are padded by repeating the last frame."""
+        track = self.tracks.get(track_id)
+        if track is None:
+            return []
+        while track.next_out <= track.last_row:
+            self._queue(track_id, track, track.next_out)
+            track.next_out += 1
+        del self.tracks[track_id]
+        return self._run(force=True)
+
+    def _queue(self, tid: int, track: _Track, row: int) -> None:
+        by_row = {e.row: e for e in track.entries}  # the ring buffer holds every row a window needs
+        rows = [min(max(r, 0), track.last_row) for r in range(row - self.half, row + self.half + 1)]  # edge padding
+        self.queue.append(_Window(tid, row, [by_row[r] for r in rows], by_row[row].geom))
+
+    def _run(self, force: bool) -> list[FrameResult]:
+        out = []
+        while self.queue and (force or len(self.queue) >= self.batch_windows):
+            batch, self.queue = self.queue[: self.batch_windows], self.queue[self.batch_windows:]
+            out += self._forward(batch)
+        return out
+
+    def _forward(self, batch: list[_Window]) -> list[FrameResult]:
+        B, T = len(batch), self.T
+        if self.cache:
+            g = torch.stack([torch.stack([e.global_vec for e in w.entries]) for w in batch])  # (B, T, Dg)
+            m = torch.stack([torch.stack([e.local_map for e in w.entries]) for w in batch])  # (B, T, Dl, 64, 64)
+        else:  # naive: the backbone again for every frame of every window
+            crops = torch.stack([torch.stack([e.crop for e in w.entries]) for w in batch]).to(self.device)
+            g, m = self.model.encode_frames(crops.flatten(0, 1))
+            self.frames_encoded += B * T
+            g, m = g.view(B, T, -1), m.view(B, T, *m.shape[1:])
+        tau, mid = self.cfg.tau, T // 2
+        geom = Geometry(
+            center=torch.tensor(np.array([w.geom[0] for w in batch]), dtype=torch.float32, device=self.device),
+            size=torch.tensor([w.geom[1] for w in batch], dtype=torch.float32, device=self.device),
+            focal=torch.tensor([w.geom[2] for w in batch], dtype=torch.float32, device=self.device),
+            principal=torch.tensor(np.array([w.geom[3] for w in batch]), dtype=torch.float32, device=self.device),
+        )
+        est = self.model.forward_features(g, m[:, mid - tau: mid + tau + 1], geom)[-1]
+        aa = matrix_to_axis_angle(est.rotmat.double()).reshape(B, 72).float().cpu().numpy()
+        betas, trans = est.betas.cpu().numpy(), est.transl.cpu().numpy()
+        return [FrameResult(w.track_id, w.row, aa[i], betas[i], trans[i]) for i, w in enumerate(batch)]
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` is CUDA when available; asking for CUDA without one is a usage error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    return name
+
+
+class TarCaptureEngine:
+    """The tar engine behind the ``Engine`` interface."""
+
+    name = "tar"
+
+    def __init__(self, checkpoint, device: str, builtin_demo: bool, notes: list[str], batch_windows: int = 8):
+        self.ck, self.device, self.builtin_demo = checkpoint, device, builtin_demo
+        self.notes, self.batch_windows = notes, batch_windows
+
+    @classmethod
+    def load(cls, path: str | None, body, device: str = "auto", batch_windows: int = 8) -> TarCaptureEngine:
+        """Load ``path`` (raises CheckpointError). No public TAR weights exist: without a path the built-in
+        demo (trained on synthetic renders) runs, and says so; it is never replaced by random weights."""
+        device = resolve_device(device)
+        ck = load_checkpoint(path or demo_checkpoint(), body=body, device=device)
+        notes = []
+        if not path:
+            notes.append(f"using the built-in demo checkpoint ({ck.config.name}, trained on synthetic renders "
+                         "only; see tar_core/weights/MODEL_CARD.md) - pass --checkpoint for your own")
+        if ck.body_model and ck.body_model != body.kind:
+            notes.append(f"the checkpoint was trained with the {ck.body_model} body but runs with the "
+                         f"{body.kind} body: its shape (betas) estimates do not transfer")
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        return cls(ck, device, not path, notes, batch_windows)
+
+    def summary(self) -> dict:
+        ck = self.ck
+        return {"checkpoint": {"path": str(ck.path), "sha256": ck.sha256, "variant": ck.config.name,
+                               "provenance": ck.provenance, "builtin_demo": self.builtin_demo},
+                "notes": self.notes}
+
+    def provenance(self) -> dict:
+        return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256}
+
+    def run(self, job) -> None:
+        engine = TarEngine(self.ck.model, self.device, batch_windows=self.batch_windows)
+        plan, ends, crop_boxes = _crop_plan(job.tracks)
+        results: dict[int, dict[int, FrameResult]] = {tid: {} for tid in job.tracks}
+        focal, principal = float(job.K[0, 0]), np.array([job.K[0, 2], job.K[1, 2]])
+        with VideoReader(job.clip, fps=job.fps) as reader:
+            total = reader.info.frame_count
+            for n, frame in enumerate(reader, start=1):
+                job.stop.check()
+                items = plan.get(frame.index, [])
+                if items:
+                    boxes = [crop_boxes[tid][row] for tid, row in items]
+                    crops = crop_batch(frame.image, boxes)
+                    geoms = [(b.center, float(b.size), focal, principal) for b in boxes]
+                    for r in engine.add([(tid, row, crops[k], geoms[k]) for k, (tid, row) in enumerate(items)]):
+                        results[r.track_id][r.row] = r
+                for tid in ends.get(frame.index, []):
+                    for r in engine.end_track(tid):
+                        results[r.track_id][r.row] = r
+                    _write_track(job, job.tracks[tid], results.pop(tid))
+                job.progress.progress("tar", n, total)
+
+
+def _crop_plan(tracks: dict) -> tuple[dict, dict, dict]:
+    """frame index -> [(track id, row)], frame index -> tracks ending there, track id -> square crop boxes."""
+    plan: dict[int, list[tuple[int, int]]] = {}
+    ends: dict[int, list[int]] = {}
+    crop_boxes = {}
+    for tid, t in tracks.items():
+        smooth = smooth_boxes(np.asarray(t.boxes), np.asarray(t.times))
+        crop_boxes[tid] = [square_box(b) for b in smooth]
+        for row, f in enumerate(t.frame_ids):
+            plan.setdefault(f, []).append((tid, row))
+        ends.setdefault(t.frame_ids[-1], []).append(tid)
+    return plan, ends, crop_boxes
+
+
+def _write_track(job, track, rows: dict[int, FrameResult]) -> None:
+    ordered = [rows[i] for i in range(len(track.frame_ids))]
+    poses = np.stack([r.poses for r in ordered]).astype(np.float64)
+    trans = np.stack([r.trans for r in ordered]).astype(np.float64)
+    betas = np.median(np.stack([r.betas for r in ordered]), axis=0)  # one shape per person
+    job.writer.write(track, poses, trans, betas, np.asarray(track.scores))

@@ -1,0 +1,53 @@
+"""Writes one motion file per finished track (atomically) and remembers it for the summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tar_core.geometry import camera as cam
+from tar_core.motion_file import Motion, write_motion
+
+__all__ = ["MotionWriter"]
+
+
+class MotionWriter:
+    """``write`` turns a track's SMPL parameters into a motion file with joints, 2D joints and provenance."""
+
+    def __init__(self, out_dir: Path, info, K: np.ndarray, body, engine: str, provenance: dict, progress):
+        self.out_dir, self.info, self.K, self.body = Path(out_dir), info, K, body
+        self.engine, self.provenance, self.progress = engine, provenance, progress
+        self.people: list[dict] = []
+
+    def _joints(self, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            n = len(poses)
+            p = torch.from_numpy(poses.astype(np.float32))
+            out = self.body(p[:, :3], p[:, 3:], torch.from_numpy(np.tile(betas, (n, 1)).astype(np.float32)),
+                            torch.from_numpy(trans.astype(np.float32)), full_mesh=False)
+        return out.joints.numpy().astype(np.float64)  # (N, 24, 3)
+
+    def write(self, track, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray, confidence: np.ndarray) -> Path:
+        """``track`` has frame_ids, times, boxes and track_id (a TrackData or the like)."""
+        joints = self._joints(poses, trans, betas)
+        motion = Motion(
+            poses=poses, trans=trans, betas=betas, frame_ids=np.asarray(track.frame_ids),
+            frame_times=np.asarray(track.times, dtype=np.float64),
+            image_size=np.array([self.info.width, self.info.height]), camera_intrinsics=self.K,
+            bbox_xyxy=np.asarray(track.boxes), joints_cam=joints, joints_2d=cam.project(joints, self.K),
+            confidence=np.clip(confidence, 0.0, 1.0), mocap_framerate=self.info.fps, track_id=track.track_id,
+            engine=self.engine, body_model=self.body.kind, gender=self.body.data.gender,
+            provenance=json.dumps({**self.provenance, "track_id": track.track_id}, sort_keys=True),
+        )  # fmt: skip
+        path = write_motion(self.out_dir / f"person_{track.track_id}.npz", motion)
+        n = len(poses)
+        self.people.append({
+            "track_id": track.track_id, "path": str(path), "rows": n,
+            "first_frame": int(track.frame_ids[0]), "last_frame": int(track.frame_ids[-1]),
+            "first_time": float(track.times[0]), "last_time": float(track.times[-1]),
+        })  # fmt: skip
+        self.progress.emit("output", path=str(path), track_id=track.track_id, frames=n)
+        return path

@@ -1,0 +1,37 @@
+"""``capture``: a clip -> one motion file per person + summary.json."""
+
+from __future__ import annotations
+
+from tar_core.cli.common import keywords
+
+BODY_HELP = "SMPL .pkl/.npz (default: the built-in mannequin)"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("capture", help="capture a clip: one motion file per tracked person + summary.json")
+    p.add_argument("clip", help="video file (mp4/mov/avi/mkv/webm) or a folder of images")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--engine", choices=["auto", "tar", "keypoints"], default="auto",
+                   help="auto: tar with --checkpoint, else keypoints; tar without --checkpoint runs the built-in "
+                        "demo checkpoint (synthetic training only)")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--body", default=None, help=BODY_HELP)
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--focal", type=float, default=None, help="focal length in pixels (default: image diagonal)")
+    p.add_argument("--max-people", type=int, default=0, help="0 = everyone tracked")
+    p.add_argument("--boxes", default=None, help="JSON: frame -> list of [x0,y0,x1,y1] or with ids")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 30)")
+    p.add_argument("--progress", choices=["jsonl", "bar"], default="bar",
+                   help="jsonl: one JSON event per line on stdout (for the Blender add-on)")
+    p.set_defaults(func=run, uses_stop=True)
+
+
+def run(args, stop) -> int:
+    from tar_core.capture.pipeline import CaptureOptions, capture
+    from tar_core.util.progress import Progress
+
+    progress = Progress(jsonl=args.progress == "jsonl")
+    summary = capture(CaptureOptions(**keywords(args, CaptureOptions)), progress, stop)
+    progress.emit("done", completed=True, people=len(summary["people"]), out_dir=str(args.output),
+                  timings_s=summary["timings_s"])
+    return 0

@@ -1,0 +1,36 @@
+"""``train``: a TAR variant on synthetic and/or real data (torchrun for several processes)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tar_core.cli.common import comma_list, keywords, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a TAR variant (torchrun for several processes / GPUs / nodes)")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--data", required=True, type=comma_list,
+                   help="comma-separated sources: synthetic DIR, real FILE.npz@IMAGE_ROOT, or LIST.json with weights "
+                        "(see tar_core/training/sources.py)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv)")
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--save-every", type=positive_int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="the reference augmentation (--no-augment to train without it)")
+    p.set_defaults(func=run)
+
+
+def run(args, stop) -> int:
+    from tar_core.training.train import TrainOptions, train
+
+    path = train(TrainOptions(**keywords(args, TrainOptions)), log=lambda m: print(m, file=sys.stderr))
+    print(f"trained checkpoint: {path}")
+    return 0

@@ -1,1 +1,0 @@
-"""Capture engines: tar (the network) and keypoints (MediaPipe landmarks fitted with the body model)."""

@@ -1,0 +1,139 @@
+"""TAR checkpoints: config + weights + provenance, loaded strictly and safely.
+
+A checkpoint is a dict saved with ``torch.save``: ``format``, ``format_version``, ``config`` (the
+TARConfig as a dict), ``state_dict`` (learned weights, the body model's arrays excluded),
+``provenance`` (what it was trained on, or ``"untrained"``) and ``body_model`` (the kind it was
+trained with). Loading uses ``torch.load(weights_only=True)`` and never falls back to random
+weights: a missing, corrupt or mismatched file is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tar_core.body_model import BodyModel
+from tar_core.errors import CheckpointError, ConfigError, one_line
+from tar_core.network.config import TARConfig, config_from_dict
+from tar_core.util.atomic import atomic_path
+
+__all__ = ["CheckpointError", "DEMO_CHECKPOINT", "LoadedCheckpoint", "demo_checkpoint", "load_checkpoint",
+           "save_checkpoint", "file_sha256"]
+
+FORMAT = "tar-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: torch.nn.Module
+    config: TARConfig
+    provenance: dict
+    sha256: str
+    path: Path
+    body_model: str | None = None  # the body kind it was trained with
+
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "tar-tiny-synthetic.pt"
+
+
+def demo_checkpoint() -> Path:
+    """The built-in demo checkpoint (tar-tiny trained on synthetic renders, see weights/MODEL_CARD.md);
+    ``$TAR_DEMO_CHECKPOINT`` points elsewhere (packagers, tests). Raises CheckpointError when it is missing."""
+    path = Path(os.environ.get("TAR_DEMO_CHECKPOINT") or DEMO_CHECKPOINT)
+    if not path.is_file():
+        raise CheckpointError(f"the built-in demo checkpoint is missing ({path}); pass --checkpoint FILE")
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, model, provenance: dict | str = "untrained", optimizer=None) -> Path:
+    """Write ``model`` (a TAR) with its config and provenance atomically, as one dict; ``optimizer``: also its
+    state, for resuming training."""
+    path = Path(path)
+    prov = {"trained_on": "untrained"} if provenance == "untrained" else dict(provenance)
+    prov.setdefault("trained_on", "untrained")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.cfg.to_dict(),
+        "state_dict": model.learned_state_dict(),
+        "provenance": prov,
+        "body_model": model.body.kind,
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw checkpoint dict, checked for format; no model is built."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged or foreign file
+        reason = f"{type(exc).__name__}: {one_line(exc, 160)}"
+        raise CheckpointError(f"{path}: corrupt or not a TAR checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a TAR checkpoint (no '{FORMAT}' header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported")
+    for key in ("config", "state_dict", "provenance"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    return payload
+
+
+def load_checkpoint(path: str | Path, body: BodyModel | None = None, variant: str | None = None,
+                    device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Build the model a checkpoint describes and load its weights strictly.
+
+    ``variant``: if given, the checkpoint's config must be that variant (else CheckpointError).
+    ``body``: the body model to run (default: the built-in body, or $TAR_BODY_MODEL).
+    """
+    from tar_core.body_model import load_body_model
+    from tar_core.network.tar import TAR
+
+    path = Path(path)
+    payload = read_checkpoint(path)
+    try:
+        cfg = config_from_dict(dict(payload["config"]))
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{path}: config does not match this version of TAR ({exc})") from None
+    if variant is not None and cfg.name != variant:
+        raise CheckpointError(f"{path}: holds variant {cfg.name!r}, not {variant!r}")
+    body = body or load_body_model()
+    try:
+        model = TAR(cfg, body)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: cannot build its model with {body.describe()} ({exc})") from None
+    state = payload["state_dict"]
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+        detail = str(exc).splitlines()[1:3]
+        raise CheckpointError(f"{path}: weights do not match config {cfg.name!r}: {' '.join(detail)}") from None
+    missing = [k for k in missing if not k.startswith("body.")]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match config {cfg.name!r}: missing {missing[:5]}{'…' if len(missing) > 5 else ''}"
+            f", unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
+        )
+    model.eval().to(device)
+    return LoadedCheckpoint(model=model, config=cfg, provenance=dict(payload["provenance"]),
+                            sha256=file_sha256(path), path=path, body_model=payload.get("body_model"))
