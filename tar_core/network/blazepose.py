@@ -127,10 +127,11 @@ def _activation(x: torch.Tensor, name: str) -> torch.Tensor:
 class _Step:
     """One torch step of the graph: a callable over its input values (NCHW), with TFLite tensor ids."""
 
-    __slots__ = ("kind", "inputs", "output", "fn", "name")
+    __slots__ = ("kind", "inputs", "output", "fn", "fn_inplace", "name")
 
     def __init__(self, kind: str, inputs: tuple[int, ...], output: int, fn, name: str):
         self.kind, self.inputs, self.output, self.fn, self.name = kind, inputs, output, fn, name
+        self.fn_inplace = None  # a variant that may overwrite its first input
 
 
 class TFLiteGraph(nn.Module):
@@ -140,15 +141,21 @@ class TFLiteGraph(nn.Module):
     a checkpoint), and nothing here is a parameter (the trunk is frozen by construction).
 
     ``forward(x)`` takes the graph input as (B, C, H, W) and returns ``{name: tensor}`` for ``outputs``:
-    4-D tensors in NCHW, others as TFLite lays them out, with the batch size B in front.
+    4-D tensors in NCHW (in torch's channels-last memory format when ``channels_last``), others as
+    TFLite lays them out, with the batch size B in front. It runs without autograd (sums are done in
+    place on intermediate values): the graph is a fixed feature extractor.
+
+    ``channels_last`` (default) keeps activations and weights in NHWC memory: torch's CPU depthwise
+    convolutions and bilinear resizes are several times faster that way.
     """
 
     SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "RESIZE_BILINEAR", "MAX_POOL_2D",
                  "AVERAGE_POOL_2D", "RESHAPE", "LOGISTIC", "RELU6", "RELU")
 
-    def __init__(self, model: TFLiteModel, outputs: list[str]):
+    def __init__(self, model: TFLiteModel, outputs: list[str], channels_last: bool = True):
         super().__init__()
         self.model = model
+        self.channels_last = channels_last
         self.output_names = list(outputs)
         self._outputs = [model.tensor_index(n) for n in outputs]
         if len(model.inputs) != 1:
@@ -187,6 +194,17 @@ class TFLiteGraph(nn.Module):
         keep = set(self._outputs)
         self._free_after = [[i for i in s.inputs if last_use.get(i) == k and i not in keep]
                             for k, s in enumerate(self._steps)]
+        # A sum may overwrite an operand that dies with it, when that operand is a fresh tensor (not the
+        # graph input, not a view such as a reshape's output).
+        fresh_kinds = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESIZE_BILINEAR")
+        fresh = {s.output for s in self._steps if s.kind in fresh_kinds}
+        for s, free in zip(self._steps, self._free_after, strict=True):
+            if s.kind == "ADD":
+                a, b = s.inputs
+                if b in free and b in fresh and a not in free:
+                    s.inputs = (b, a)
+                if s.inputs[0] in free and s.inputs[0] in fresh and a != b:
+                    s.fn = s.fn_inplace
         # Weights now live in buffers; the parsed model is no longer needed.
         self._consts, self._ops, self.model = {}, [], None
 
@@ -204,6 +222,8 @@ class TFLiteGraph(nn.Module):
 
     def _buffer(self, name: str, array: np.ndarray) -> torch.Tensor:
         value = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        if self.channels_last and value.dim() == 4:
+            value = value.contiguous(memory_format=torch.channels_last)
         self.register_buffer(name, value, persistent=False)
         return value
 
@@ -279,7 +299,9 @@ class TFLiteGraph(nn.Module):
             if self._shape(a) != self._shape(b):
                 raise NotImplementedError(f"ADD with broadcasting ({name})")
             act = o["activation"]
-            return [_Step(kind, (a, b), out, lambda u, v, act=act: _activation(u + v, act), name)]
+            step = _Step(kind, (a, b), out, lambda u, v, act=act: _activation(u + v, act), name)
+            step.fn_inplace = lambda u, v, act=act: _activation(u.add_(v), act)
+            return [step]
 
         if kind == "RESIZE_BILINEAR":
             size = tuple(int(v) for v in self._consts[op.inputs[1]])
@@ -314,8 +336,11 @@ class TFLiteGraph(nn.Module):
         return [_Step(kind, (x,), out, lambda v, act=act: _activation(v, act), name)]
 
     # ------------------------------------------------------------------------------------- running
+    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x (B, C, H, W) -> {output name: tensor}, 4-D outputs in NCHW."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         values: dict[int, torch.Tensor] = {self._input: x}
         for step, free in zip(self._steps, self._free_after, strict=True):
             values[step.output] = step.fn(*(values[i] for i in step.inputs))
@@ -348,7 +373,10 @@ class BlazePoseTrunk(nn.Module):
         path: the ``.tflite`` file; default: found in the installed mediapipe package.
         sha256: the file's expected sha256 (default: mediapipe 0.10.21's); None skips the check.
         with_heatmaps: local map = decoder map and the 39 heatmaps concatenated (48 + 39 channels).
+            Without it the heatmap head (a 3x3 conv at 64x64, ~7% of the time) is pruned too.
         with_landmarks: global vector = the 1,152 values and the 195 + 117 landmark outputs (1,464).
+            The landmark heads always run (they are cheap) and ``extract`` always returns them.
+        channels_last: run in torch's channels-last memory format (faster on CPU; see ``TFLiteGraph``).
 
     The trunk holds no parameters (weights are non-persistent buffers: not trained, not saved with a
     checkpoint) and always runs in eval mode; ``train(True)`` leaves it as it is.
@@ -358,7 +386,7 @@ class BlazePoseTrunk(nn.Module):
     input_size = INPUT_SIZE
 
     def __init__(self, path: str | Path | None = None, sha256: str | None = TRUNK_SHA256,
-                 with_heatmaps: bool = False, with_landmarks: bool = False):
+                 with_heatmaps: bool = False, with_landmarks: bool = False, channels_last: bool = True):
         super().__init__()
         data = read_trunk_file(path, sha256)
         try:
@@ -368,7 +396,8 @@ class BlazePoseTrunk(nn.Module):
         self.with_heatmaps, self.with_landmarks = with_heatmaps, with_landmarks
         self.local_dim = 48 + (NUM_LANDMARKS if with_heatmaps else 0)
         self.global_dim = 2 * 2 * 288 + (NUM_LANDMARKS * 8 if with_landmarks else 0)
-        self.graph = TFLiteGraph(model, [DECODER_MAP, GLOBAL_VECTOR, LANDMARKS, WORLD_LANDMARKS, HEATMAPS, POSE_FLAG])
+        outputs = [DECODER_MAP, GLOBAL_VECTOR, LANDMARKS, WORLD_LANDMARKS, POSE_FLAG] + ([HEATMAPS] * with_heatmaps)
+        self.graph = TFLiteGraph(model, outputs, channels_last=channels_last)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         super().train(False)
@@ -397,19 +426,22 @@ class BlazePoseTrunk(nn.Module):
 
         Returns:
             ``decoder``: (B, 48, 64, 64) decoder map; ``global``: (B, 1152) pooled vector (NHWC order);
-            ``heatmaps``: (B, 39, 64, 64); ``landmarks``: (B, 39, 5) x, y (crop pixels), z, visibility and
-            presence logits; ``world``: (B, 39, 3) metres, hip-centred; ``pose_flag``: (B,) in [0, 1].
+            ``heatmaps``: (B, 39, 64, 64) (only ``with_heatmaps``); ``landmarks``: (B, 39, 5) x, y (crop
+            pixels), z, visibility and presence logits; ``world``: (B, 39, 3) metres, hip-centred;
+            ``pose_flag``: (B,) in [0, 1].
         """
         out = self.graph(self.to_trunk_input(images))
         b = images.shape[0]
-        return {
+        result = {
             "decoder": out[DECODER_MAP],  # (B, 48, 64, 64)
-            "global": out[GLOBAL_VECTOR].permute(0, 2, 3, 1).reshape(b, -1),  # (B, 2 * 2 * 288)
-            "heatmaps": out[HEATMAPS],  # (B, 39, 64, 64)
+            "global": out[GLOBAL_VECTOR].permute(0, 2, 3, 1).reshape(b, -1),  # (B, 2 * 2 * 288), NHWC order
             "landmarks": out[LANDMARKS].reshape(b, NUM_LANDMARKS, 5),  # (B, 39, 5)
             "world": out[WORLD_LANDMARKS].reshape(b, NUM_LANDMARKS, 3),  # (B, 39, 3)
             "pose_flag": out[POSE_FLAG].reshape(b),  # (B,)
         }
+        if self.with_heatmaps:
+            result["heatmaps"] = out[HEATMAPS]  # (B, 39, 64, 64)
+        return result
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, 256, 256), ImageNet-normalised -> global (B, global_dim), local (B, local_dim, 64, 64)."""
