@@ -434,7 +434,7 @@ class BlazePoseTrunk(nn.Module):
         b = images.shape[0]
         result = {
             "decoder": out[DECODER_MAP],  # (B, 48, 64, 64)
-            "global": out[GLOBAL_VECTOR].permute(0, 2, 3, 1).reshape(b, -1),  # (B, 2 * 2 * 288), NHWC order
+            "global": out[GLOBAL_VECTOR].permute(0, 2, 3, 1).flatten(1),  # (B, 2 * 2 * 288), NHWC order
             "landmarks": out[LANDMARKS].reshape(b, NUM_LANDMARKS, 5),  # (B, 39, 5)
             "world": out[WORLD_LANDMARKS].reshape(b, NUM_LANDMARKS, 3),  # (B, 39, 3)
             "pose_flag": out[POSE_FLAG].reshape(b),  # (B,)
@@ -451,6 +451,5 @@ class BlazePoseTrunk(nn.Module):
         if self.with_heatmaps:
             local_map = torch.cat([local_map, out["heatmaps"]], dim=1)  # (B, 87, 64, 64)
         if self.with_landmarks:
-            b = images.shape[0]
-            global_vec = torch.cat([global_vec, out["landmarks"].reshape(b, -1), out["world"].reshape(b, -1)], dim=1)
+            global_vec = torch.cat([global_vec, out["landmarks"].flatten(1), out["world"].flatten(1)], dim=1)
         return global_vec, local_map
