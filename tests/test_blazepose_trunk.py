@@ -197,3 +197,13 @@ def test_crop_conversion_is_the_inverse_of_the_project_normalisation():
     x = BlazePoseTrunk.to_trunk_input(BlazePoseTrunk(), normalize(crops))  # (2, 3, 256, 256) in [0, 1]
     expected = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
     assert torch.allclose(x, expected, atol=1e-6)
+
+
+def test_chunked_batch_equals_one_pass():
+    images = torch.randn(5, 3, 256, 256).clamp_(-2, 2)  # (B, 3, H, W)
+    whole = BlazePoseTrunk(chunk_size=8)(images)
+    chunked = BlazePoseTrunk(chunk_size=2)(images)  # chunks of 2, 2, 1
+    for x, y in zip(whole, chunked, strict=True):
+        assert x.shape == y.shape and torch.allclose(x, y, atol=1e-3 * float(y.abs().max()), rtol=0)
+    with pytest.raises(ValueError):
+        BlazePoseTrunk(chunk_size=0)

@@ -377,6 +377,8 @@ class BlazePoseTrunk(nn.Module):
         with_landmarks: global vector = the 1,152 values and the 195 + 117 landmark outputs (1,464).
             The landmark heads always run (they are cheap) and ``extract`` always returns them.
         channels_last: run in torch's channels-last memory format (faster on CPU; see ``TFLiteGraph``).
+        chunk_size: crops run through the graph together. A batch is cut into chunks of this size: on CPU
+            the activations of 2-4 crops stay in cache, 16 do not (30-40% slower per crop at 16).
 
     The trunk holds no parameters (weights are non-persistent buffers: not trained, not saved with a
     checkpoint) and always runs in eval mode; ``train(True)`` leaves it as it is.
@@ -386,8 +388,12 @@ class BlazePoseTrunk(nn.Module):
     input_size = INPUT_SIZE
 
     def __init__(self, path: str | Path | None = None, sha256: str | None = TRUNK_SHA256,
-                 with_heatmaps: bool = False, with_landmarks: bool = False, channels_last: bool = True):
+                 with_heatmaps: bool = False, with_landmarks: bool = False, channels_last: bool = True,
+                 chunk_size: int = 4):
         super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.chunk_size = chunk_size
         data = read_trunk_file(path, sha256)
         try:
             model = read_tflite(data)
@@ -430,7 +436,12 @@ class BlazePoseTrunk(nn.Module):
             pixels), z, visibility and presence logits; ``world``: (B, 39, 3) metres, hip-centred;
             ``pose_flag``: (B,) in [0, 1].
         """
-        out = self.graph(self.to_trunk_input(images))
+        x = self.to_trunk_input(images)  # (B, 3, 256, 256) in [0, 1]
+        if x.shape[0] <= self.chunk_size:
+            out = self.graph(x)
+        else:
+            parts = [self.graph(c) for c in x.split(self.chunk_size)]
+            out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         b = images.shape[0]
         result = {
             "decoder": out[DECODER_MAP],  # (B, 48, 64, 64)
