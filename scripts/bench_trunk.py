@@ -6,7 +6,8 @@ Torch: ``BlazePoseTrunk.forward`` on a batch of ImageNet-normalised 256x256 crop
 vector; heatmap head pruned), in channels-last (the default) and plain NCHW memory. LiteRT
 (``pip install ai-edge-litert``, not a dependency): the unmodified ``pose_landmark_full.tflite``, one
 crop per call (its input is batch 1), segmentation branch included. Figures are ms per crop: median
-and best of ``--repeats`` timed runs after one warm-up. On a shared machine the median moves with load.
+and best wall time of ``--repeats`` timed runs after one warm-up, and the best process CPU time (all
+threads together). On a shared machine wall times move with the load; the CPU time much less so.
 """
 
 from __future__ import annotations
@@ -26,19 +27,22 @@ sys.path.insert(0, str(ROOT))
 from tar_core.network.blazepose import BlazePoseTrunk, read_trunk_file  # noqa: E402
 
 
-def _timed(fn, repeats: int) -> list[float]:
+def _timed(fn, repeats: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, process CPU seconds) of ``repeats`` calls, after one warm-up call."""
     fn()  # warm-up: oneDNN builds its kernels on the first call
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return times
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
-def _report(label: str, times: list[float], per: int) -> None:
-    ms = [1000.0 * t / per for t in times]
-    print(f"{label:<44} median {statistics.median(ms):7.1f}  best {min(ms):7.1f} ms/crop", flush=True)
+def _report(label: str, times: tuple[list[float], list[float]], per: int) -> None:
+    wall, cpu = ([1000.0 * t / per for t in ts] for ts in times)
+    print(f"{label:<44} wall median {statistics.median(wall):6.1f}  best {min(wall):6.1f} | "
+          f"CPU best {min(cpu):6.1f} ms/crop", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.randn(args.batch, 3, 256, 256).clamp_(-2.0, 2.0)  # (B, 3, 256, 256), ImageNet-normalised
     layouts = [True] if args.no_nchw else [True, False]
     trunks = {cl: BlazePoseTrunk(channels_last=cl) for cl in layouts}
-    print(f"torch {torch.__version__}, batch {args.batch}, {args.repeats} repeats")
+    chunk = trunks[True].chunk_size
+    print(f"torch {torch.__version__}, batch {args.batch} (run in chunks of {chunk}), {args.repeats} repeats")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for cl, trunk in trunks.items():
