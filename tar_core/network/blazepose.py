@@ -177,7 +177,7 @@ class TFLiteGraph(nn.Module):
         ops = [op for op in model.ops if op.outputs[0] in needed]
         self._ops = ops
 
-        # A zero PAD feeding one VALID conv/pool only is folded into it when the padding is symmetric.
+        # A zero PAD whose only reader is a VALID convolution becomes that convolution's padding when symmetric.
         consumers: dict[int, list[TFLiteOp]] = {}
         for op in ops:
             for i in op.inputs:
