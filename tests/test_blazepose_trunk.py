@@ -9,7 +9,9 @@ padding, resize rule or weight layout is off by pixels, not thousandths.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +209,16 @@ def test_chunked_batch_equals_one_pass():
         assert x.shape == y.shape and torch.allclose(x, y, atol=1e-3 * float(y.abs().max()), rtol=0)
     with pytest.raises(ValueError):
         BlazePoseTrunk(chunk_size=0)
+
+
+def test_a_copy_runs_on_its_own_weights():
+    images = torch.randn(1, 3, 256, 256).clamp_(-2, 2)  # (B, 3, H, W)
+    original = BlazePoseTrunk()
+    expected = original(images)
+    clone = copy.deepcopy(original)
+    for b in clone.graph.buffers():
+        b.zero_()  # the clone must compute with its own (now zero) weights, the original with its own
+    assert all(torch.equal(x, y) for x, y in zip(original(images), expected, strict=True))
+    assert not torch.equal(clone(images)[1], expected[1])
+    revived = pickle.loads(pickle.dumps(original))  # e.g. a model handed to worker processes
+    assert all(torch.equal(x, y) for x, y in zip(revived(images), expected, strict=True))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +125,53 @@ def _activation(x: torch.Tensor, name: str) -> torch.Tensor:
     raise NotImplementedError(f"fused activation {name}")
 
 
+# Steps of the graph: module-level functions ``fn(graph, *values, **params)`` bound to their parameters by
+# ``functools.partial``, so that a copied (or pickled) graph reads its own weight buffers, never the original's.
+def _run_pad(g: TFLiteGraph, v: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    return F.pad(v, pad)
+
+
+def _run_conv(g: TFLiteGraph, v: torch.Tensor, w_name: str, b_name: str | None, stride, padding, dilation,
+              groups: int, explicit: tuple[int, int, int, int] | None, act: str) -> torch.Tensor:
+    if explicit is not None:  # (left, right, top, bottom), TFLite's asymmetric SAME padding
+        v = F.pad(v, explicit)
+    bias = None if b_name is None else getattr(g, b_name)
+    return _activation(F.conv2d(v, getattr(g, w_name), bias, stride, padding, dilation, groups), act)
+
+
+def _run_add(g: TFLiteGraph, u: torch.Tensor, v: torch.Tensor, act: str) -> torch.Tensor:
+    return _activation(u + v, act)
+
+
+def _run_add_inplace(g: TFLiteGraph, u: torch.Tensor, v: torch.Tensor, act: str) -> torch.Tensor:
+    return _activation(u.add_(v), act)  # u dies with this step
+
+
+def _run_resize(g: TFLiteGraph, v: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    return F.interpolate(v, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def _run_pool(g: TFLiteGraph, v: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+              kind: str) -> torch.Tensor:
+    return (F.max_pool2d if kind == "MAX_POOL_2D" else F.avg_pool2d)(v, kernel, stride)
+
+
+def _run_reshape(g: TFLiteGraph, v: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    v = v.permute(0, 2, 3, 1) if v.dim() == 4 else v  # back to TFLite's NHWC order
+    v = v.reshape(v.shape[0], *shape[1:])
+    return v.permute(0, 3, 1, 2) if v.dim() == 4 else v
+
+
+def _run_sigmoid(g: TFLiteGraph, v: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(v)
+
+
+def _run_activation(g: TFLiteGraph, v: torch.Tensor, act: str) -> torch.Tensor:
+    return _activation(v, act)
+
+
 class _Step:
-    """One torch step of the graph: a callable over its input values (NCHW), with TFLite tensor ids."""
+    """One torch step of the graph: ``fn(graph, *input values)`` (NCHW), with TFLite tensor ids."""
 
     __slots__ = ("kind", "inputs", "output", "fn", "fn_inplace", "name")
 
@@ -249,7 +295,7 @@ class TFLiteGraph(nn.Module):
                     and users[0].options["padding"] == "VALID" and out not in self._outputs):
                 self._folded_pads[out] = pad
                 return []  # the convolution pads instead
-            return [_Step(kind, (x,), out, lambda v, p=pad: F.pad(v, p), name)]
+            return [_Step(kind, (x,), out, partial(_run_pad, pad=pad), name)]
 
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             w = self._consts[op.inputs[1]]  # conv: (O, kh, kw, I); depthwise: (1, kh, kw, C * multiplier)
@@ -283,15 +329,8 @@ class TFLiteGraph(nn.Module):
             self._buffer(w_name, weight)
             if b is not None:
                 self._buffer(b_name, b)
-            act = o["activation"]
-
-            def conv(v, w_name=w_name, b_name=b_name, stride=(sh, sw), padding=padding, dilation=(dh, dw),
-                     groups=groups, explicit=explicit, act=act):
-                if explicit is not None:
-                    v = F.pad(v, explicit)
-                bias = None if b_name is None else getattr(self, b_name)
-                return _activation(F.conv2d(v, getattr(self, w_name), bias, stride, padding, dilation, groups), act)
-
+            conv = partial(_run_conv, w_name=w_name, b_name=b_name, stride=(sh, sw), padding=padding,
+                           dilation=(dh, dw), groups=groups, explicit=explicit, act=o["activation"])
             return [_Step(kind, (source,), out, conv, name)]
 
         if kind == "ADD":
@@ -299,41 +338,28 @@ class TFLiteGraph(nn.Module):
             if self._shape(a) != self._shape(b):
                 raise NotImplementedError(f"ADD with broadcasting ({name})")
             act = o["activation"]
-            step = _Step(kind, (a, b), out, lambda u, v, act=act: _activation(u + v, act), name)
-            step.fn_inplace = lambda u, v, act=act: _activation(u.add_(v), act)
+            step = _Step(kind, (a, b), out, partial(_run_add, act=act), name)
+            step.fn_inplace = partial(_run_add_inplace, act=act)
             return [step]
 
         if kind == "RESIZE_BILINEAR":
             size = tuple(int(v) for v in self._consts[op.inputs[1]])
-            if o["align_corners"]:
-                fn = lambda v, s=size: F.interpolate(v, size=s, mode="bilinear", align_corners=True)  # noqa: E731
-            elif o["half_pixel_centers"]:  # torch's align_corners=False is the half-pixel rule
-                fn = lambda v, s=size: F.interpolate(v, size=s, mode="bilinear", align_corners=False)  # noqa: E731
-            else:
+            # torch's align_corners=False is TFLite's half-pixel rule; TFLite's legacy rule (neither) has no twin.
+            if not (o["align_corners"] or o["half_pixel_centers"]):
                 raise NotImplementedError(f"RESIZE_BILINEAR without half-pixel centres ({name})")
-            return [_Step(kind, (x,), out, fn, name)]
+            return [_Step(kind, (x,), out, partial(_run_resize, size=size, align_corners=o["align_corners"]), name)]
 
         if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             kh, kw, sh, sw = o["filter_h"], o["filter_w"], o["stride_h"], o["stride_w"]
             if o["padding"] != "VALID" or o["activation"] != "NONE":
                 raise NotImplementedError(f"{kind} with {o['padding']} padding / {o['activation']} ({name})")
-            pool = F.max_pool2d if kind == "MAX_POOL_2D" else F.avg_pool2d
-            return [_Step(kind, (x,), out, lambda v, k=(kh, kw), s=(sh, sw), pool=pool: pool(v, k, s), name)]
+            return [_Step(kind, (x,), out, partial(_run_pool, kernel=(kh, kw), stride=(sh, sw), kind=kind), name)]
 
         if kind == "RESHAPE":
-            shape = self._shape(out)
-
-            def reshape(v, shape=shape):
-                v = v.permute(0, 2, 3, 1) if v.dim() == 4 else v  # back to TFLite's NHWC order
-                v = v.reshape(v.shape[0], *shape[1:])
-                return v.permute(0, 3, 1, 2) if v.dim() == 4 else v
-
-            return [_Step(kind, (x,), out, reshape, name)]
-
+            return [_Step(kind, (x,), out, partial(_run_reshape, shape=self._shape(out)), name)]
         if kind == "LOGISTIC":
-            return [_Step(kind, (x,), out, torch.sigmoid, name)]
-        act = "RELU6" if kind == "RELU6" else "RELU"
-        return [_Step(kind, (x,), out, lambda v, act=act: _activation(v, act), name)]
+            return [_Step(kind, (x,), out, _run_sigmoid, name)]
+        return [_Step(kind, (x,), out, partial(_run_activation, act=kind), name)]
 
     # ------------------------------------------------------------------------------------- running
     @torch.no_grad()
@@ -343,7 +369,7 @@ class TFLiteGraph(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         values: dict[int, torch.Tensor] = {self._input: x}
         for step, free in zip(self._steps, self._free_after, strict=True):
-            values[step.output] = step.fn(*(values[i] for i in step.inputs))
+            values[step.output] = step.fn(self, *(values[i] for i in step.inputs))
             for i in free:
                 values.pop(i, None)
         return {name: values[t] for name, t in zip(self.output_names, self._outputs, strict=True)}
