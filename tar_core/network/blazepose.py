@@ -20,6 +20,11 @@ Tensors of the trunk (TFLite NHWC shapes; torch keeps NCHW):
 ``BlazePoseTrunk`` takes the project's crops (``tar_core.cropping.normalize``: ImageNet-normalised,
 (B, 3, 256, 256)), undoes the ImageNet normalisation, and returns ``(global_vec, local_map)`` like every
 backbone in ``tar_core.network.backbones``; ``extract`` returns every output by name.
+
+Measured (tests/test_blazepose_trunk.py, scripts/bench_trunk.py): against the TFLite interpreter on two
+sample crops, landmarks agree to 4e-4 px, world landmarks to 4e-5 m, the decoder map to 1.2e-5 of its
+range. On one x86 CPU thread, batch 16 in chunks of 4, channels-last: about 19 ms of CPU per crop
+(LiteRT on the same file: about 17 ms with its segmentation branch).
 """
 
 from __future__ import annotations
