@@ -4,7 +4,7 @@
     python scripts/make_trunk_reference.py [--out tests/data/blazepose/reference.npz]
 
 Two person crops of the built-in sample clip (frames 10 and 50, boxes from its ground-truth file) are
-cut at 128x128 with ``tar_core.cropping.crop`` and stored as uint8; the 256x256 trunk input is their
+cut at 128x128 with ``tar_core.geometry.cropping.crop`` and stored as uint8; the 256x256 trunk input is their
 exact 2x nearest-neighbour enlargement (``np.repeat``), so the test rebuilds the very same input without
 any resampling code. The interpreter runs the unmodified ``pose_landmark_full.tflite`` from the installed
 mediapipe package on ``crop / 255`` and the file keeps (NHWC, float32):
@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tar_core.cropping import crop, square_box  # noqa: E402
+from tar_core.geometry.cropping import crop, square_box  # noqa: E402
 from tar_core.network.blazepose import (  # noqa: E402
     DECODER_MAP,
     GLOBAL_VECTOR,

@@ -17,11 +17,11 @@ Tensors of the trunk (TFLite NHWC shapes; torch keeps NCHW):
   ``Identity_4`` [1, 117]: 39 x 3 world landmarks (metres, hip-centred); ``Identity_3`` [1, 64, 64, 39]
   heatmaps; ``Identity_1`` [1, 1] pose presence (after a sigmoid).
 
-``BlazePoseTrunk`` takes the project's crops (``tar_core.cropping.normalize``: ImageNet-normalised,
+``BlazePoseTrunk`` takes the project's crops (``tar_core.geometry.cropping.normalize``: ImageNet-normalised,
 (B, 3, 256, 256)), undoes the ImageNet normalisation, and returns ``(global_vec, local_map)`` like every
 backbone in ``tar_core.network.backbones``; ``extract`` returns every output by name.
 
-Measured (tests/test_blazepose_trunk.py, scripts/bench_trunk.py): against the TFLite interpreter on two
+Measured (tests/network/test_blazepose_trunk.py, scripts/bench_trunk.py): against the TFLite interpreter on two
 sample crops, landmarks agree to 4e-4 px, world landmarks to 4e-5 m, the decoder map to 1.2e-5 of its
 range. On one x86 CPU thread, batch 16 in chunks of 4, channels-last: about 19 ms of CPU per crop
 (LiteRT on the same file: about 17 ms with its segmentation branch).
@@ -39,14 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tflite_reader import TFLiteModel, TFLiteOp, read_tflite
+from tar_core.errors import CheckpointError
+from tar_core.geometry.cropping import IMAGENET_MEAN, IMAGENET_STD
+from tar_core.network.tflite_reader import TFLiteModel, TFLiteOp, read_tflite
 
 __all__ = [
     "TRUNK_FILE",
     "TRUNK_SHA256",
     "BlazePoseTrunk",
     "TFLiteGraph",
-    "TrunkFileError",
     "find_trunk_file",
     "read_trunk_file",
 ]
@@ -64,14 +65,6 @@ POSE_FLAG = "Identity_1"
 HEATMAPS = "Identity_3"
 WORLD_LANDMARKS = "Identity_4"
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)  # tar_core.cropping.IMAGENET_MEAN / _STD
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class TrunkFileError(Exception):
-    """The trunk's weight file is missing, unreadable or not the expected one (wrong sha256)."""
-
-    exit_code = 13
 
 
 # --------------------------------------------------------------------------------------------- the file
@@ -80,32 +73,32 @@ def find_trunk_file() -> Path:
     try:
         spec = importlib.util.find_spec("mediapipe")
     except (ImportError, ValueError) as e:
-        raise TrunkFileError(f"cannot locate the mediapipe package: {e}") from e
+        raise CheckpointError(f"cannot locate the mediapipe package: {e}") from e
     if spec is None or not spec.submodule_search_locations:
-        raise TrunkFileError("the mediapipe package is not installed (pip install mediapipe==0.10.21): "
+        raise CheckpointError("the mediapipe package is not installed (pip install mediapipe==0.10.21): "
                              f"the blazepose trunk reads {TRUNK_FILE} from it")
     for root in spec.submodule_search_locations:
         path = Path(root) / TRUNK_FILE
         if path.is_file():
             return path
-    raise TrunkFileError(f"mediapipe is installed at {list(spec.submodule_search_locations)} but has no {TRUNK_FILE}")
+    raise CheckpointError(f"mediapipe is installed at {list(spec.submodule_search_locations)} but has no {TRUNK_FILE}")
 
 
 def read_trunk_file(path: str | Path | None = None, sha256: str | None = TRUNK_SHA256) -> bytes:
     """The trunk file's bytes, after checking its sha256 (``sha256=None`` skips the check).
 
     Raises:
-        TrunkFileError: missing or unreadable file, or a sha256 other than ``sha256``.
+        CheckpointError: missing or unreadable file, or a sha256 other than ``sha256``.
     """
     path = find_trunk_file() if path is None else Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise TrunkFileError(f"cannot read the blazepose trunk file {path}: {e}") from e
+        raise CheckpointError(f"cannot read the blazepose trunk file {path}: {e}") from e
     if sha256 is not None:
         digest = hashlib.sha256(data).hexdigest()
         if digest != sha256.lower():
-            raise TrunkFileError(
+            raise CheckpointError(
                 f"the blazepose trunk file {path} is not the expected one: sha256 {digest} "
                 f"({len(data)} bytes), expected {sha256.lower()} (pose_landmark_full.tflite of mediapipe==0.10.21)"
             )
@@ -429,14 +422,15 @@ class BlazePoseTrunk(nn.Module):
         try:
             model = read_tflite(data)
         except ValueError as e:
-            raise TrunkFileError(f"cannot parse the blazepose trunk file: {e}") from e
+            raise CheckpointError(f"cannot parse the blazepose trunk file: {e}") from e
         self.with_heatmaps, self.with_landmarks = with_heatmaps, with_landmarks
         self.local_dim = 48 + (NUM_LANDMARKS if with_heatmaps else 0)
         self.global_dim = 2 * 2 * 288 + (NUM_LANDMARKS * 8 if with_landmarks else 0)
         outputs = [DECODER_MAP, GLOBAL_VECTOR, LANDMARKS, WORLD_LANDMARKS, POSE_FLAG] + ([HEATMAPS] * with_heatmaps)
         self.graph = TFLiteGraph(model, outputs, channels_last=channels_last)
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
         super().train(False)
 
     def train(self, mode: bool = True) -> BlazePoseTrunk:

@@ -238,6 +238,7 @@ def test_batch_script_imports_and_exports(tmp_path):
     assert bad.returncode != 0 and "nope.npz" in bad.stderr and not (tmp_path / "x.blend").exists()
 
 
+@pytest.mark.slow
 def test_extension_zip_builds_validates_installs_and_runs(tmp_path, empty_scene):
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_addon.py"), "--out-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)

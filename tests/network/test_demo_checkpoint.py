@@ -69,6 +69,7 @@ def test_trained_beats_untrained_on_the_sample_clip(tmp_path):
     assert e2d["trained"] < 0.3 * e2d["untrained"], e2d
 
 
+@pytest.mark.slow
 def test_make_demo_with_the_tar_engine_runs_the_demo_checkpoint(tmp_path):
     out = tmp_path / "demo.blend"
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "batch.py"), "--", str(SAMPLE), "--engine", "tar",

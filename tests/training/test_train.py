@@ -124,6 +124,7 @@ def test_evaluate_runs_the_protocol_on_clips(tiny_data, tmp_path):
     assert r["pa_mpjpe"] <= r["mpjpe"] + 1e-6
 
 
+@pytest.mark.slow
 def test_keypoints_engine_is_evaluated_on_the_same_clips(tmp_path):
     """make-dataset --videos keeps the full frames; evaluate --engine keypoints captures them with the clip's
     focal length and scores the fit against the same ground truth as the tar engine."""

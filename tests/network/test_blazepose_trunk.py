@@ -20,20 +20,20 @@ import numpy as np
 import pytest
 import torch
 
-from tar_core.cropping import normalize
+from tar_core.errors import CheckpointError
+from tar_core.geometry.cropping import normalize
 from tar_core.network.blazepose import (
     TRUNK_FILE,
     TRUNK_SHA256,
     BlazePoseTrunk,
     TFLiteGraph,
-    TrunkFileError,
     find_trunk_file,
     read_trunk_file,
 )
 from tar_core.network.tflite_reader import TFLiteFormatError, read_tflite
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = Path(__file__).parent / "data" / "blazepose" / "reference.npz"
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "tests" / "data" / "blazepose" / "reference.npz"
 SUB = (slice(None), slice(None), slice(1, None, 4), slice(1, None, 4))  # the stored pixels of a 64x64 map
 
 
@@ -83,23 +83,23 @@ def test_wrong_hash_trunk_is_refused(tmp_path):
     data[len(data) // 2] ^= 0xFF  # one flipped byte somewhere in the weights
     bad = tmp_path / "pose_landmark_full.tflite"
     bad.write_bytes(bytes(data))
-    with pytest.raises(TrunkFileError) as info:
+    with pytest.raises(CheckpointError) as info:
         BlazePoseTrunk(path=bad)
     message = str(info.value)
     assert str(bad) in message and TRUNK_SHA256 in message
     assert hashlib.sha256(bytes(data)).hexdigest() in message
     assert info.value.exit_code == 13
     # The genuine file against another expected hash is refused the same way.
-    with pytest.raises(TrunkFileError, match="not the expected one"):
+    with pytest.raises(CheckpointError, match="not the expected one"):
         read_trunk_file(find_trunk_file(), sha256="0" * 64)
 
 
 def test_missing_or_garbage_trunk_file_is_a_trunk_error(tmp_path):
-    with pytest.raises(TrunkFileError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="cannot read"):
         BlazePoseTrunk(path=tmp_path / "absent.tflite")
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\x00" * 64)
-    with pytest.raises(TrunkFileError, match="cannot parse"):
+    with pytest.raises(CheckpointError, match="cannot parse"):
         BlazePoseTrunk(path=junk, sha256=None)
     with pytest.raises(TFLiteFormatError):
         read_tflite(b"\x00" * 64)
