@@ -343,8 +343,8 @@ _PARTS = [
     ("forearm", r"fore ?arm|lower ?arm|lowarm|elbow|arm ?lower"),
     ("upper_arm", r"upper ?arm|up ?arm|uparm|arm ?upper|^arm$|( |^)arm( |$)"),
     ("collar", r"clavicle|collar|shoulder"),
-    ("shin", r"shin|calf|lower ?leg|low ?leg|knee|leg ?lower|^leg$|( |^)leg( |$)"),
     ("thigh", r"thigh|up ?leg|upper ?leg|leg ?upper|( |^)hip( |$)"),
+    ("shin", r"shin|calf|lower ?leg|low ?leg|knee|leg ?lower|^leg$|( |^)leg( |$)"),
     ("head", r"head"),
     ("neck", r"neck"),
     ("pelvis", r"hips|pelvis"),
@@ -399,12 +399,9 @@ def auto_map(bone_names, parents) -> tuple[BoneMap, list[str]]:
             continue
         for part, pat in _PARTS:
             if re.search(pat, low):
-                if part in _SIDED:
-                    if side is None:
-                        break
-                    joint = f"{side}_{_SIDED[part]}"
-                else:
-                    joint = part
+                if (part in _SIDED) != (side is not None):  # sided parts need a side, central ones none
+                    break
+                joint = f"{side}_{_SIDED[part]}" if side else part
                 cands.setdefault(joint, []).append(i)
                 break
     bones: dict[str, list[str]] = {}

@@ -357,6 +357,65 @@ def _ease(offsets: np.ndarray, mask: np.ndarray, blend: int) -> np.ndarray:
     return np.where(mask[:, None], offsets, eased)
 
 
+def _ankle_goals(tg: _Target, R, H, ft: int, toe_b: int | None, heel, toe, blend: int):
+    """Frames the IK acts on and the ankle position it must reach there (armature space).
+
+    A heel contact pins the ankle; a toe-only contact pins the ball of the foot (the head of the
+    toe bone, else the foot's tail) and the ankle turns about it with the foot's rotation. Runs that
+    follow each other hand the pinned point on; a fresh run pins where the foot is on average.
+    """
+    planted = heel | toe
+    if not planted.any():
+        return None
+    ankle = H[ft]
+    if toe_b is not None:
+        toe_pt = H[toe_b]
+    else:
+        toe_pt = ankle + np.einsum("nij,j->ni", R[ft], tg.L[ft].T @ (tg.tails[ft] - tg.t[ft]))
+    v = toe_pt - ankle  # rigid with the foot, whose rotation the IK keeps
+    kind = np.where(heel, 1, np.where(toe, 2, 0))
+    goal = ankle.copy()
+    prev_end, prev_ankle = -1, None
+    for a, b in _contact_segments(planted):
+        cuts = [a] + [f for f in range(a + 1, b) if kind[f] != kind[f - 1]] + [b]
+        for s0, s1 in zip(cuts[:-1], cuts[1:], strict=False):
+            heel_run = kind[s0] == 1
+            if prev_end == s0 and prev_ankle is not None:  # continue where the last run left off
+                pin = prev_ankle if heel_run else prev_ankle + v[s0]
+            else:
+                pin = (ankle if heel_run else toe_pt)[s0:s1].mean(axis=0)
+            goal[s0:s1] = pin if heel_run else pin - v[s0:s1]
+            prev_end, prev_ankle = s1, goal[s1 - 1]
+    offs = _ease(goal - ankle, planted, blend)
+    active = np.linalg.norm(offs, axis=-1) > 1e-12 * (1.0 + np.abs(ankle).max())
+    if not active.any():
+        return None
+    f = np.flatnonzero(active)
+    return f, ankle[f] + offs[f]
+
+
+def _hip_drop(tg: _Target, H, goals: dict, up: np.ndarray, n: int, blend: int) -> np.ndarray:
+    """(N,) how far the hips must come down (along ``up``) for every leg to reach its goal."""
+    drop = np.zeros(n)
+    for th, sh, ft, f, target in goals.values():
+        reach = (np.linalg.norm(tg.t[sh] - tg.t[th]) + np.linalg.norm(tg.t[ft] - tg.t[sh])) * (1 - 1e-4)
+        w = target - H[th][f]
+        wu = w @ up
+        ww = np.sum(w * w, axis=-1)
+        disc = wu * wu - (ww - reach * reach)
+        need = -wu - np.sqrt(np.maximum(disc, 0.0))  # the smaller root: the least drop that reaches
+        need = np.where(ww > reach * reach, np.maximum(need, 0.0), 0.0)
+        drop[f] = np.maximum(drop[f], need)
+    if not drop.any() or blend <= 0:
+        return drop
+    eased = drop.copy()
+    for k in range(1, blend + 1):  # ease in and out: a max over neighbours, fading with distance
+        w = _smoothstep(1 - k / (blend + 1))
+        eased[k:] = np.maximum(eased[k:], w * drop[:-k])
+        eased[:-k] = np.maximum(eased[:-k], w * drop[k:])
+    return eased
+
+
 # --------------------------------------------------------------------------------------------
 # the transfer
 # --------------------------------------------------------------------------------------------
@@ -474,56 +533,32 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
         c = np.asarray(src.contacts, dtype=np.float64)
         if c.shape != (n, 4):
             raise ValueError(f"contacts must be (N, 4) = ({n}, 4), got {c.shape}")
-        changed = False
+        goals = {}
         for side, col in _SIDES:
             bones = [by_joint.get(f"{side}_{x}") for x in ("hip", "knee", "ankle")]
             if any(b is None for b in bones):
                 notes.append(f"{side} foot IK skipped: thigh, shin and foot must be mapped")
                 continue
-            th, sh, ft = bones
             heel = c[:, col] >= opt.contact_threshold
             toe = c[:, col + 1] >= opt.contact_threshold
-            planted = heel | toe
-            contact_frames[side] = planted
-            if not planted.any():
-                continue
-            toe_b = by_joint.get(f"{side}_foot")
-            if toe_b is not None:
-                toe_pt = H[toe_b]
-            else:
-                toe_pt = H[ft] + np.einsum("nij,j->ni", R[ft], tg.L[ft].T @ (tg.tails[ft] - tg.t[ft]))
-            ankle = H[ft]
-            v = toe_pt - ankle  # rigid with the foot, whose rotation the IK keeps
-            kind = np.where(heel, 1, np.where(toe, 2, 0))
-            goal_ankle = ankle.copy()
-            prev_end, prev_pin_ankle = -1, None
-            for a, b in _contact_segments(planted):
-                # split at heel <-> toe changes: each run pins its own point
-                cuts = [a] + [f for f in range(a + 1, b) if kind[f] != kind[f - 1]] + [b]
-                for s0, s1 in zip(cuts[:-1], cuts[1:], strict=False):
-                    pin_point = ankle if kind[s0] == 1 else toe_pt
-                    if prev_end == s0 and prev_pin_ankle is not None:  # continue where the last run left
-                        pin = prev_pin_ankle if kind[s0] == 1 else prev_pin_ankle + v[s0]
-                    else:
-                        pin = pin_point[s0:s1].mean(axis=0)
-                    if kind[s0] == 1:
-                        goal_ankle[s0:s1] = pin
-                    else:
-                        goal_ankle[s0:s1] = pin - v[s0:s1]
-                    prev_end, prev_pin_ankle = s1, goal_ankle[s1 - 1]
-            offs = _ease(goal_ankle - ankle, planted, opt.ik_blend)
-            active = np.linalg.norm(offs, axis=-1) > 1e-9 * max(tg.s, 1e-9)
-            if not active.any():
-                continue
-            f = np.flatnonzero(active)
-            hinge = R[th][f, :, 0]  # the thigh's X axis: the knee's usual hinge
-            new_th, new_sh = _two_bone_ik(H[th][f], H[sh][f], ankle[f], ankle[f] + offs[f], R[th][f], R[sh][f], hinge)
-            for bone, new in ((th, new_th), (sh, new_sh)):
-                arr = np.array(np.broadcast_to(desired[bone], (n, 3, 3)))
-                arr[f] = new
-                desired[bone] = arr
-            changed = True
-        if changed:
+            contact_frames[side] = heel | toe
+            goal = _ankle_goals(tg, R, H, bones[2], by_joint.get(f"{side}_foot"), heel, toe, opt.ik_blend)
+            if goal is not None:
+                goals[side] = (*bones, *goal)
+        if goals:
+            if root is not None:  # lower the hips where a leg cannot reach its planted foot
+                up = Qt.T @ np.array([0.0, 0.0, 1.0])
+                drop = _hip_drop(tg, H, goals, up, n, opt.ik_blend)
+                if drop.any():
+                    shift = shift - drop[:, None] * up
+                    R, H = tg.fk(desired, n, root, shift)
+            for th, sh, ft, f, target in goals.values():
+                new_th, new_sh = _two_bone_ik(H[th][f], H[sh][f], H[ft][f], target, R[th][f], R[sh][f],
+                                              R[th][f, :, 0])  # the thigh's X axis: the knee's usual hinge
+                for bone, new in ((th, new_th), (sh, new_sh)):
+                    arr = np.array(np.broadcast_to(desired[bone], (n, 3, 3)))
+                    arr[f] = new
+                    desired[bone] = arr
             R, H = tg.fk(desired, n, root, shift)
 
     keyed = list(dict.fromkeys(names[b] for _, b in pairs))
