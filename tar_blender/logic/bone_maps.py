@@ -304,7 +304,7 @@ def load_bone_map(path: str | Path) -> BoneMap:
     return m
 
 
-def resolve_bone_map(choice: str, bone_names, parents=None) -> tuple[BoneMap, list[str]]:
+def resolve_bone_map(choice: str, bone_names, parents=None, rig_name: str = "target") -> tuple[BoneMap, list[str]]:
     """The map for a rig: ``choice`` is a family ("rigify", "mixamo", "smpl"), a built-in map name,
     "auto", or a path to a JSON file. Returns (map, notes). Raises BoneMapError when the rig lacks
     bones the chosen map names (the message lists all of them) and nothing fits better."""
@@ -321,10 +321,10 @@ def resolve_bone_map(choice: str, bone_names, parents=None) -> tuple[BoneMap, li
             if not m.missing_in(names):
                 return m, []
         best = min(candidates, key=lambda m: len(m.missing_in(names)))
-        best.check_rig(names, "target")  # raises with the full list
+        best.check_rig(names, rig_name)  # raises with the full list
     if str(choice).lower().endswith(".json") or Path(choice).is_file():
         m = load_bone_map(choice)
-        m.check_rig(names, "target")
+        m.check_rig(names, rig_name)
         return m, []
     raise BoneMapError(f"unknown bone map {choice!r}: use rigify, mixamo, smpl, auto or a .json file")
 

@@ -84,6 +84,9 @@ class TargetRig:
     tails: np.ndarray  # (B, 3) bone.tail_local
     matrix_world: np.ndarray = field(default_factory=lambda: np.eye(4))
     inherit_rotation: np.ndarray | None = None  # (B,) bool; None: all True
+    # bone -> bone whose armature-space transform it takes (a full Copy Transforms constraint, as
+    # Rigify's ORG bones follow its controls); only unkeyed bones follow theirs
+    copies: dict[int, int] = field(default_factory=dict)
 
     def index(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.names)}
@@ -223,18 +226,29 @@ class _Target:
     def __init__(self, rig: TargetRig, needed: list[int]):
         self.rig = rig
         parents = np.asarray(rig.parents, dtype=np.int64)
-        keep: set[int] = set()
-        for b in needed:
-            while b >= 0 and b not in keep:
-                keep.add(b)
-                b = int(parents[b])
-        depth = {}
-        for b in keep:
-            d, p = 0, b
-            while parents[p] >= 0:
-                d, p = d + 1, int(parents[p])
-            depth[b] = d
-        self.order = sorted(keep, key=lambda b: (depth[b], b))
+        keyed = set(needed)
+        self.copies = {b: c for b, c in rig.copies.items() if b not in keyed}
+        # Parent-first order (and copied bones before the bones that copy them), only what is needed.
+        order: list[int] = []
+        state: dict[int, int] = {}  # 1 visiting, 2 done
+        for start in needed:
+            stack = [(start, False)]
+            while stack:
+                b, expanded = stack.pop()
+                if b < 0 or state.get(b) == 2:
+                    continue
+                if expanded:
+                    state[b] = 2
+                    order.append(b)
+                    continue
+                if state.get(b) == 1:
+                    raise ValueError(f"bone {rig.names[b]!r} depends on itself through its constraints")
+                state[b] = 1
+                stack.append((b, True))
+                stack.append((int(parents[b]), False))
+                if b in self.copies:
+                    stack.append((self.copies[b], False))
+        self.order = order
         self.parents = parents
         rest = np.asarray(rig.rest, dtype=np.float64)
         self.L = rest[:, :3, :3]
@@ -253,6 +267,9 @@ class _Target:
         H: dict[int, np.ndarray] = {}
         for b in self.order:
             p = int(self.parents[b])
+            if b in self.copies:
+                R[b], H[b] = R[self.copies[b]], H[self.copies[b]]
+                continue
             if b in desired:
                 R[b] = desired[b]
             elif p >= 0 and self.inherit[b]:
