@@ -182,6 +182,7 @@ def retarget_armature(context, source, target, bone_map: str | BoneMap = "auto",
         raise RetargetError("the target must be an armature")
     if target == source:
         raise RetargetError("the source and the target are the same armature")
+    context.view_layer.update()  # world matrices of objects just added (appended rigs) are current
     names = [b.name for b in target.data.bones]
     if isinstance(bone_map, BoneMap):
         bmap, notes = bone_map, []

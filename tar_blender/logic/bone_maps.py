@@ -320,8 +320,14 @@ def resolve_bone_map(choice: str, bone_names, parents=None, rig_name: str = "tar
         for m in candidates:
             if not m.missing_in(names):
                 return m, []
-        best = min(candidates, key=lambda m: len(m.missing_in(names)))
-        best.check_rig(names, rig_name)  # raises with the full list
+        # The variant the rig comes closest to (most of its bones present; the family's first on a tie).
+        best = max(candidates, key=lambda m: len(m.named_bones()) - len(m.missing_in(names)))
+        try:
+            best.check_rig(names, rig_name)
+        except BoneMapError as exc:
+            others = [m.name for m in candidates if m is not best]
+            tail = f" (no other {choice} variant fits: {', '.join(others)})" if others else ""
+            raise BoneMapError(str(exc) + tail, exc.missing) from None
     if str(choice).lower().endswith(".json") or Path(choice).is_file():
         m = load_bone_map(choice)
         m.check_rig(names, rig_name)
