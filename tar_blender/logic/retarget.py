@@ -177,24 +177,36 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 def source_fk(src: SourceMotion) -> tuple[np.ndarray, np.ndarray]:
     """World joint positions (N, 24, 3) and world rotation changes since rest D (N, 24, 3, 3)."""
+    P, G, Q = _source_fk(src)
+    return P, Q @ np.stack(G, axis=1) @ Q.T
+
+
+def _times(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) @ (3, 3), skipping identities (the importer's rig has identity rest rotations)."""
+    return a if np.array_equal(c, np.eye(3)) else a @ c
+
+
+def _source_fk(src: SourceMotion) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """World joint positions (N, 24, 3), per joint the armature-space rotation change since rest
+    G_j (N, 3, 3), and the object's rotation Q (world change D_j = Q G_j Qᵀ)."""
     Q, s, o = decompose(src.matrix_world)
     n = src.num_frames
     rest = np.asarray(src.rest, dtype=np.float64)
     L = np.broadcast_to(np.eye(3), (24, 3, 3)) if src.rest_rot is None else np.asarray(src.rest_rot, np.float64)
     B = np.asarray(src.basis, dtype=np.float64)
-    R = np.empty((n, 24, 3, 3))
+    R: list[np.ndarray] = []
     P = np.empty((n, 24, 3))
     for j in range(24):
         p = PARENTS[j]
+        Bj = np.ascontiguousarray(B[:, j])  # contiguous stacks multiply several times faster
         if p < 0:
-            R[:, j] = L[j] @ B[:, j]
+            R.append(L[j] @ Bj)
             P[:, j] = rest[j] + np.asarray(src.root_loc, np.float64) @ L[j].T
         else:
-            R[:, j] = R[:, p] @ (L[p].T @ L[j]) @ B[:, j]
-            P[:, j] = P[:, p] + (R[:, p] @ (L[p].T @ (rest[j] - rest[p])))
-    G = R @ _mT(L)[None]  # armature-space change since rest
-    D = Q @ G @ Q.T
-    return s * P @ Q.T + o, D
+            R.append(_times(R[p], L[p].T @ L[j]) @ Bj)
+            P[:, j] = P[:, p] + R[p] @ (L[p].T @ (rest[j] - rest[p]))
+    G = [_times(R[j], L[j].T) for j in range(24)]  # armature-space change since rest
+    return s * P @ Q.T + o, G, Q
 
 
 def source_from_motion(poses: np.ndarray, trans: np.ndarray, rest: np.ndarray,
@@ -456,7 +468,7 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
     needed = [names[b] for _, b in pairs] + [names[r] for r in bmap.refs.values()]
     needed += [root] if root is not None else []
     tg = _Target(rig, needed)
-    P_src, D = source_fk(src)  # world
+    P_src, G_src, Qs = _source_fk(src)  # world positions; armature-space rotation changes
     rest_src = SourceMotion(src.rest, np.broadcast_to(np.eye(3), (1, 24, 3, 3)), np.zeros((1, 3)),
                             src.matrix_world, src.rest_rot)
     rest_w = source_fk(rest_src)[0][0]
@@ -486,12 +498,14 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
         pj = JOINT_NAMES[PARENTS[_J[j]]]  # a leaf (head, hands, toes): keep its rest relation to the parent
         parent_bones = [bb for jj, bb in pairs if jj == pj]
         align[b] = align[parent_bones[0]] if parent_bones else np.eye(3)
+    # Armature-space target rotation: Qtᵀ (M D_j Mᵀ) C_b T_b with D_j = Qs G_j Qsᵀ, T_b = Qt L_b,
+    # folded into constants on either side of G_j (two small products per bone and frame).
     desired: dict[int, np.ndarray] = {}
-    MDM = np.einsum("ik,njkl,ml->njim", M, D, M)  # (N, 24, 3, 3): M D_j Mᵀ
+    left = Qt.T @ M @ Qs
     for j, b in pairs:
         i = names[b]
-        T = Qt @ tg.L[i]
-        desired[i] = Qt.T @ MDM[:, _J[j]] @ (align[b] @ T)
+        right = Qs.T @ M.T @ align[b] @ Qt @ tg.L[i]
+        desired[i] = _times(left @ G_src[_J[j]], right)
 
     # Scale and floors (world).
     src_leg = _leg_length_src(rest_w)

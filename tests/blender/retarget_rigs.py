@@ -130,3 +130,26 @@ def synth_contacts(world_joints: np.ndarray, fps: float, ankle_ids=(7, 8), max_s
 def contact_runs(planted: np.ndarray) -> list[tuple[int, int]]:
     x = np.diff(np.concatenate([[0], planted.astype(int), [0]]))
     return list(zip(np.flatnonzero(x == 1).tolist(), np.flatnonzero(x == -1).tolist(), strict=True))
+
+
+def build_mixamo(name="Armature", bones=MIXAMO_BONES):
+    """The Mixamo-style rig in the current Blender scene, as Blender's FBX importer leaves a Mixamo
+    character (needs bpy)."""
+    import bpy
+
+    arm = bpy.data.armatures.new(name)
+    obj = bpy.data.objects.new(name, arm)
+    bpy.context.scene.collection.objects.link(obj)
+    obj.rotation_euler = (math.pi / 2, 0.0, 0.0)
+    obj.scale = (0.01, 0.01, 0.01)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    made = {}
+    for n, p, h, t, r in bones:
+        eb = arm.edit_bones.new(n)
+        eb.head, eb.tail, eb.roll = h, t, math.radians(r)
+        if p:
+            eb.parent = made[p]
+        made[n] = eb
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return obj

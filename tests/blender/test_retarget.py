@@ -6,14 +6,13 @@ batch script, the operator and smoothing at import."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from retarget_rigs import MIXAMO_BONES, angle_deg, bone_matrix, contact_runs, synth_contacts
+from retarget_rigs import MIXAMO_BONES, angle_deg, bone_matrix, build_mixamo, contact_runs, synth_contacts
 
 bpy = pytest.importorskip("bpy")
 
@@ -51,27 +50,6 @@ def scene():
 
 def _import(path=SAMPLE):
     return importer.load(bpy.context, [str(path)], with_mesh=False, with_camera=False, set_scene="YES").armatures[0]
-
-
-def build_mixamo(name="Armature", bones=MIXAMO_BONES):
-    """The Mixamo-style test rig, built as Blender's FBX importer leaves a Mixamo character."""
-    arm = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, arm)
-    bpy.context.scene.collection.objects.link(obj)
-    obj.rotation_euler = (math.pi / 2, 0.0, 0.0)
-    obj.scale = (0.01, 0.01, 0.01)
-    view_layer = bpy.context.view_layer
-    view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    made = {}
-    for n, p, h, t, r in bones:
-        eb = arm.edit_bones.new(n)
-        eb.head, eb.tail, eb.roll = h, t, math.radians(r)
-        if p:
-            eb.parent = made[p]
-        made[n] = eb
-    bpy.ops.object.mode_set(mode="OBJECT")
-    return obj
 
 
 @pytest.fixture(scope="module")
