@@ -405,3 +405,49 @@ def test_quaternion_smoothing_ignores_sign_flips():
 
 def angle_between(a, b):
     return 2 * np.degrees(np.arccos(np.clip(np.abs(np.sum(a * b, axis=-1)), 0, 1)))
+
+
+# --------------------------------------------------------------------------------------------
+# options and the contacts key
+# --------------------------------------------------------------------------------------------
+
+
+def test_in_place_and_scale_options(clip):
+    m, rest, world = clip
+    rig = _mixamo()
+    src = source_from_motion(m.poses, m.trans, rest)
+    idx = rig.index()
+
+    def hips(res):
+        heads = _posed(rig, res)[..., :3, 3]
+        return 0.5 * (heads[:, idx["mixamorig:LeftUpLeg"]] + heads[:, idx["mixamorig:RightUpLeg"]])
+
+    in_place = hips(retarget(src, rig, builtin_map("mixamo"), RetargetOptions(root_motion=False)))
+    assert np.ptp(in_place[:, :2], axis=0).max() < 1e-9 and np.ptp(in_place[:, 2]) > 0.02  # height still follows
+    none = retarget(src, rig, builtin_map("mixamo"), RetargetOptions(scale="none"))
+    hip_s = 0.5 * (world[:, J["left_hip"]] + world[:, J["right_hip"]])
+    assert none.scale == 1.0
+    np.testing.assert_allclose(hips(none) - hips(none)[0], hip_s - hip_s[0], atol=1e-5)
+    by_hip = retarget(src, rig, builtin_map("mixamo"), RetargetOptions(scale="hip"))
+    by_leg = retarget(src, rig, builtin_map("mixamo"))
+    assert by_hip.scale != by_leg.scale and abs(by_hip.scale / by_leg.scale - 1) < 0.15
+    with pytest.raises(ValueError, match="scale must be"):
+        retarget(src, rig, builtin_map("mixamo"), RetargetOptions(scale="arm"))
+
+
+def test_contacts_key_in_motion_files(tmp_path):
+    with np.load(SAMPLE, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    n = len(arrays["poses"])
+    good = tmp_path / "good.npz"
+    np.savez(good, **arrays, contacts=np.linspace(0, 1, 4 * n).reshape(n, 4).astype(np.float32))
+    m = read_motion(good)
+    assert m.contacts.shape == (n, 4) and m.contacts.dtype == np.float64
+    assert read_motion(SAMPLE).contacts is None  # optional
+    from tar_blender.logic.motion import MotionError
+
+    for bad in (np.zeros((n, 3)), np.full((n, 4), 1.5), np.full((n, 4), np.nan), np.zeros((n + 1, 4))):
+        path = tmp_path / "bad.npz"
+        np.savez(path, **arrays, contacts=bad)
+        with pytest.raises(MotionError, match="contacts"):
+            read_motion(path)
