@@ -39,7 +39,7 @@ def registered():
     bpy.ops.preferences.addon_disable(module="rigify")
     tar_blender.unregister()
     if FIGURES:
-        print("\nretarget figures:", json.dumps({k: round(v, 6) for k, v in FIGURES.items()}, indent=1))
+        print("\nretarget figures:", json.dumps({k: f"{v:.3g}" for k, v in FIGURES.items()}, indent=1))
 
 
 @pytest.fixture()
