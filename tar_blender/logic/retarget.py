@@ -182,8 +182,17 @@ def source_fk(src: SourceMotion) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _times(a: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) @ (3, 3), skipping identities (the importer's rig has identity rest rotations)."""
-    return a if np.array_equal(c, np.eye(3)) else a @ c
+    """(N, 3, 3) @ (3, 3) as one (3N, 3) @ (3, 3) product (several times faster than a stack of
+    3x3 products), skipping identities (the importer's rig has identity rest rotations)."""
+    if np.array_equal(c, np.eye(3)):
+        return a
+    a = np.ascontiguousarray(a)
+    return (a.reshape(-1, 3) @ c).reshape(a.shape)
+
+
+def _before(c: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(3, 3) @ (N, 3, 3), through the transposes: c a = (aᵀ cᵀ)ᵀ."""
+    return np.ascontiguousarray(_mT(_times(_mT(a), c.T)))
 
 
 def _source_fk(src: SourceMotion) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -285,7 +294,7 @@ class _Target:
             if b in desired:
                 R[b] = desired[b]
             elif p >= 0 and self.inherit[b]:
-                R[b] = R[p] @ (self.L[p].T @ self.L[b])
+                R[b] = _times(R[p], self.L[p].T @ self.L[b])
             else:
                 R[b] = np.broadcast_to(self.L[b], (n, 3, 3))
             if p < 0:
@@ -296,12 +305,20 @@ class _Target:
                 H[b] = H[b] + shift
         return R, H
 
+    def shifted(self, H: dict[int, np.ndarray], root: int, delta: np.ndarray) -> dict[int, np.ndarray]:
+        """Heads after moving ``root`` by ``delta`` (N, 3): it and everything that hangs from it."""
+        moved = {root}
+        for b in self.order:
+            if b not in moved and (int(self.parents[b]) in moved or self.copies.get(b) in moved):
+                moved.add(b)
+        return {b: (h + delta if b in moved else h) for b, h in H.items()}
+
     def basis(self, b: int, R: dict[int, np.ndarray]) -> np.ndarray:
         """The pose bone's own rotation for an armature-space rotation R[b] (parents in R)."""
         p = int(self.parents[b])
-        if p >= 0 and self.inherit[b]:
-            return self.L[b].T @ self.L[p] @ _mT(R[p]) @ R[b]
-        return self.L[b].T @ R[b]
+        if p >= 0 and self.inherit[b]:  # (R_p L_pᵀ L_b)ᵀ R_b
+            return _mT(_times(R[p], self.L[p].T @ self.L[b])) @ R[b]
+        return _before(self.L[b].T, R[b])
 
 
 def _facing(src_rest_w: np.ndarray, tgt: _Target, idx: dict[str, int]) -> np.ndarray:
@@ -505,7 +522,7 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
     for j, b in pairs:
         i = names[b]
         right = Qs.T @ M.T @ align[b] @ Qt @ tg.L[i]
-        desired[i] = _times(left @ G_src[_J[j]], right)
+        desired[i] = _times(_before(left, G_src[_J[j]]), right)
 
     # Scale and floors (world).
     src_leg = _leg_length_src(rest_w)
@@ -556,7 +573,7 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
         else:
             now = H[by_joint["pelvis"]]
         shift = goal - now
-        R, H = tg.fk(desired, n, root, shift)
+        H = tg.shifted(H, root, shift)
 
     # Foot IK on contacts.
     contact_frames: dict[str, np.ndarray] = {}
@@ -582,7 +599,7 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
                 drop = _hip_drop(tg, H, goals, up, n, opt.ik_blend)
                 if drop.any():
                     shift = shift - drop[:, None] * up
-                    R, H = tg.fk(desired, n, root, shift)
+                    H = tg.shifted(H, root, -drop[:, None] * up)
             for th, sh, ft, f, target in goals.values():
                 new_th, new_sh = _two_bone_ik(H[th][f], H[sh][f], H[ft][f], target, R[th][f], R[sh][f],
                                               R[th][f, :, 0])  # the thigh's X axis: the knee's usual hinge
@@ -593,7 +610,7 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
             R, H = tg.fk(desired, n, root, shift)
 
     keyed = list(dict.fromkeys(names[b] for _, b in pairs))
-    quats = np.stack([matrix_to_quaternion(tg.basis(i, R)) for i in keyed], axis=1)
+    quats = matrix_to_quaternion(np.stack([tg.basis(i, R) for i in keyed], axis=1))
     quats = continuous_quaternions(quats)
     if root is not None:
         p = int(tg.parents[root])
