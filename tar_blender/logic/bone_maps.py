@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .skeleton import JOINT_NAMES, PARENTS
+from .skeleton import JOINT_NAMES
 
 __all__ = [
     "BUILTIN_MAPS",
@@ -363,7 +363,7 @@ _SIDED = {"toe": "foot", "foot": "ankle", "hand": "wrist", "forearm": "elbow", "
 def _normalise(name: str) -> tuple[str, str | None]:
     """(lower-case words, side 'left'/'right'/None) of a bone name."""
     n = re.sub(r"^[a-z0-9]+:", "", name, flags=re.I)  # mixamorig: and other namespaces
-    n = re.sub(r"^(def|org|bip\d*|cc_base|j_bip_[a-z]|m_avg|f_avg)[-_ ]", "", n, flags=re.I)
+    n = re.sub(r"^(def|org|bip\d*|cc_base|j_bip|m_avg|f_avg)[-_ ]", "", n, flags=re.I)
     n = re.sub(r"([a-z])([A-Z])", r"\1 \2", n)  # camelCase
     low = n.lower()
     side = None
@@ -453,8 +453,3 @@ def auto_map(bone_names, parents) -> tuple[BoneMap, list[str]]:
                 used.add(bones[j][0])
     unmapped = [j for j in JOINT_NAMES if j not in bones]
     return BoneMap(name="auto", bones={j: bones[j] for j in JOINT_NAMES if j in bones}), unmapped
-
-
-def joint_parent(joint: str) -> str | None:
-    p = PARENTS[JOINT_NAMES.index(joint)]
-    return JOINT_NAMES[p] if p >= 0 else None

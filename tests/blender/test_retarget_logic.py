@@ -451,3 +451,18 @@ def test_contacts_key_in_motion_files(tmp_path):
         np.savez(path, **arrays, contacts=bad)
         with pytest.raises(MotionError, match="contacts"):
             read_motion(path)
+
+
+def test_auto_map_vroid_names():
+    chain = ["J_Bip_C_Hips", "J_Bip_C_Spine", "J_Bip_C_Chest", "J_Bip_C_UpperChest", "J_Bip_C_Neck", "J_Bip_C_Head"]
+    bones = [(n, chain[i - 1] if i else None) for i, n in enumerate(chain)]
+    for S in "LR":
+        bones += [(f"J_Bip_{S}_Shoulder", "J_Bip_C_UpperChest"), (f"J_Bip_{S}_UpperArm", f"J_Bip_{S}_Shoulder"),
+                  (f"J_Bip_{S}_LowerArm", f"J_Bip_{S}_UpperArm"), (f"J_Bip_{S}_Hand", f"J_Bip_{S}_LowerArm"),
+                  (f"J_Bip_{S}_UpperLeg", "J_Bip_C_Hips"), (f"J_Bip_{S}_LowerLeg", f"J_Bip_{S}_UpperLeg"),
+                  (f"J_Bip_{S}_Foot", f"J_Bip_{S}_LowerLeg"), (f"J_Bip_{S}_ToeBase", f"J_Bip_{S}_Foot")]
+    names, parents = _parents_of(bones)
+    m, unmapped = auto_map(names, parents)
+    assert unmapped == ["left_hand", "right_hand"]
+    assert m.bones["right_knee"] == ["J_Bip_R_LowerLeg"] and m.bones["spine3"] == ["J_Bip_C_UpperChest"]
+    assert m.bones["left_collar"] == ["J_Bip_L_Shoulder"] and m.bones["pelvis"] == ["J_Bip_C_Hips"]
