@@ -3,6 +3,9 @@
     blender -b --python-exit-code 1 -P scripts/batch.py -- CLIP --out scene.blend [--engine tar|keypoints]
             [--checkpoint FILE] [--body SMPL.npz] [--device cpu|cuda|auto] [--fbx F] [--bvh F]
     blender -b --python-exit-code 1 -P scripts/batch.py -- --motion A.npz [B.npz ...] --out scene.blend
+    blender -b --python-exit-code 1 -P scripts/batch.py -- --motion A.npz --retarget-to RIG.blend
+            --rig-object NAME --bone-map rigify|mixamo|smpl|auto|FILE.json --out scene.blend
+            [--take NAME] [--no-foot-ik] [--in-place] [--smooth SIGMA]
     python scripts/batch.py -- ...          (the same, with the bpy module)
 
 Any failure prints a message and exits non-zero (an uncaught exception in a -P script would
@@ -33,10 +36,67 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-mesh", action="store_true")
     ap.add_argument("--fbx", default="")
     ap.add_argument("--bvh", default="")
+    ap.add_argument("--smooth", type=float, default=0.0,
+                    help="zero-phase smoothing (Gaussian sigma, frames) on a copy; the raw action stays")
+    ap.add_argument("--retarget-to", default="", help="a .blend holding the character's armature")
+    ap.add_argument("--rig-object", default="", help="the armature object's name in that .blend")
+    ap.add_argument("--bone-map", default="auto", help="rigify, mixamo, smpl, auto or a JSON bone map file")
+    ap.add_argument("--take", default="", help="NLA track name (default: the motion file's name)")
+    ap.add_argument("--no-foot-ik", action="store_true", help="ignore the motion's foot contacts")
+    ap.add_argument("--in-place", action="store_true", help="no horizontal root motion (height only)")
     args = ap.parse_args(argv)
     if bool(args.clip) == bool(args.motion):
         ap.error("give either a CLIP or --motion FILES")
+    if bool(args.retarget_to) != bool(args.rig_object):
+        ap.error("--retarget-to and --rig-object go together")
     return args
+
+
+def append_rig(path: str, name: str):
+    """Append the armature ``name`` (and the objects parented under it) from a .blend into the scene."""
+    import bpy
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"rig file not found: {path}")
+    with bpy.data.libraries.load(str(path), link=False) as (src, dst):
+        names = list(src.objects)
+        if name not in names:
+            raise ValueError(f"{path.name} has no object {name!r} (objects: {', '.join(sorted(names))})")
+        dst.objects = list(names)  # all of them: the rig's children come along; the rest is removed below
+    rig = dst.objects[names.index(name)]  # same order as the names (appended objects may be renamed)
+    loaded = [o for o in dst.objects if o is not None]
+    if rig.type != "ARMATURE":
+        raise ValueError(f"{name!r} in {path.name} is a {rig.type.lower()}, not an armature")
+    keep = {rig}
+    for o in loaded:
+        p = o.parent
+        while p is not None and p not in keep:
+            p = p.parent
+        if p is not None:
+            keep.add(o)
+    coll = bpy.data.collections.new(f"Rig {rig.name}")
+    bpy.context.scene.collection.children.link(coll)
+    for o in keep:
+        coll.objects.link(o)
+    for o in loaded:
+        if o not in keep and o.users == 0:
+            bpy.data.objects.remove(o)
+    return rig
+
+
+def retarget(args, result) -> None:
+    import bpy
+
+    from tar_blender import retarget as rt
+    from tar_blender.logic.retarget import RetargetOptions
+
+    if len(result.armatures) > 1:
+        print(f"[warning] {len(result.armatures)} people: retargeting the first ({result.armatures[0].name})")
+    rig = append_rig(args.retarget_to, args.rig_object)
+    options = RetargetOptions(root_motion=not args.in_place, foot_ik=not args.no_foot_ik)
+    rt.retarget_armature(bpy.context, result.armatures[0], rig, args.bone_map, take=args.take or None,
+                         options=options, report=lambda level, msg: print(f"[{level.lower()}] {msg}"))
 
 
 def capture(args, tmp: str) -> list[str]:
@@ -101,6 +161,13 @@ def main(argv: list[str]) -> int:
                                video=str(Path(args.clip).resolve()) if args.clip else None,
                                smpl_path=args.body or None,
                                report=lambda level, msg: print(f"[{level.lower()}] {msg}"))
+        if args.smooth > 0:
+            from tar_blender import actions
+
+            for arm in result.armatures:
+                actions.smooth_copy(arm, args.smooth)
+        if args.retarget_to:
+            retarget(args, result)
         # Files the engine wrote live in tmp: keep the rig, drop the dangling path.
         out = Path(args.out).resolve()
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,8 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
         arm["tar_motion_file"] = m.path
         arm["tar_engine"] = m.engine
         arm["tar_body_model"] = m.body_model
+        if m.contacts is not None:  # foot contacts for retargeting (left heel, left toe, right heel, right toe)
+            arm["tar_contacts"] = m.contacts.astype(np.float64).ravel().tolist()
         frames = key_frames(m.frame_times, fps, scene.frame_start)
         rig.write_curves(arm, f"{name}_motion", motion_curves(m.poses, m.trans, frames, rest[0]))
         result.armatures.append(arm)

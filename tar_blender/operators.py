@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import importer
+from . import actions, importer
 from .logic.engine import EngineRun, capture_command
 from .logic.motion import MotionError
 from .preferences import addon_prefs, engine_python, engine_root, engine_venv_dir
@@ -44,19 +44,30 @@ class TAR_OT_import_motion(bpy.types.Operator, ImportHelper):
         default="AUTO",
     )
     video: StringProperty(name="Clip", subtype="FILE_PATH", description="Clip shown behind the camera")  # type: ignore
+    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, soft_max=8.0,  # type: ignore
+                             description="Zero-phase filter width in frames (Gaussian sigma) applied to a copy of "
+                                         "the motion; the raw action is kept. 0 = off")
 
     def execute(self, context):
         paths = [str(Path(self.directory) / f.name) for f in self.files if f.name] or [self.filepath]
         prefs = addon_prefs(context)
         try:
-            importer.load(context, paths, with_mesh=self.with_mesh, with_camera=self.with_camera,
-                          set_scene=self.set_scene, video=bpy.path.abspath(self.video) if self.video else None,
-                          smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
-                          report=_report_fn(self))
+            result = importer.load(context, paths, with_mesh=self.with_mesh, with_camera=self.with_camera,
+                                   set_scene=self.set_scene, video=bpy.path.abspath(self.video) if self.video else None,
+                                   smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
+                                   report=_report_fn(self))
         except (MotionError, FileNotFoundError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        _smooth(result, self.smoothing)
         return {"FINISHED"}
+
+
+def _smooth(result, strength: float) -> None:
+    """Smoothed copies of freshly imported motions (the raw actions stay, with a fake user)."""
+    if strength > 0:
+        for arm in result.armatures:
+            actions.smooth_copy(arm, strength)
 
 
 def _capture_cmd(context, out_dir: str) -> list[str]:
@@ -127,13 +138,14 @@ class CaptureJob:
             return "CANCELLED"
         prefs = addon_prefs(context)
         try:
-            importer.load(context, outputs, with_mesh=s.with_mesh, video=self.clip,
-                          smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
-                          report=self.report)
+            result = importer.load(context, outputs, with_mesh=s.with_mesh, video=self.clip,
+                                   smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
+                                   report=self.report)
         except (MotionError, FileNotFoundError, ValueError) as exc:
             s.status = str(exc)
             self.report("ERROR", f"TAR capture: {exc}")
             return "CANCELLED"
+        _smooth(result, s.smoothing)
         s.status = f"Imported {len(outputs)} person(s)"
         return "FINISHED"
 
@@ -232,11 +244,64 @@ class TAR_OT_setup_engine(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class TAR_OT_retarget(bpy.types.Operator):
+    """Bake the captured motion onto the target armature, as an NLA track named after the take"""
+
+    bl_idname = "tar.retarget"
+    bl_label = "Retarget"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        from . import retarget
+        from .logic.bone_maps import BoneMapError
+        from .logic.retarget import RetargetOptions
+
+        s = context.scene.tar_retarget
+        source = s.source or context.active_object
+        choice = bpy.path.abspath(s.map_file) if s.bone_map == "FILE" else s.bone_map
+        if s.bone_map == "FILE" and not s.map_file:
+            self.report({"ERROR"}, "choose a bone map file")
+            return {"CANCELLED"}
+        options = RetargetOptions(root_motion=s.root_motion, scale=s.scale, foot_ik=s.foot_ik)
+        try:
+            retarget.retarget_armature(context, source, s.target, choice, take=s.take or None, options=options,
+                                       report=_report_fn(self))
+        except (BoneMapError, retarget.RetargetError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class TAR_OT_smooth_motion(bpy.types.Operator):
+    """Smooth the active rig's motion into a copy (the raw action is kept)"""
+
+    bl_idname = "tar.smooth_motion"
+    bl_label = "Smooth Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    strength: FloatProperty(name="Smoothing", default=2.0, min=0.0, soft_max=8.0,  # type: ignore
+                            description="Zero-phase filter width in frames (Gaussian sigma)")
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        return obj is not None and obj.animation_data is not None and obj.animation_data.action is not None
+
+    def execute(self, context):
+        obj = context.active_object
+        raw = bpy.data.actions.get(obj.get("tar_raw_action", ""))
+        if raw is not None:  # smooth the raw motion again, not the last smoothed copy
+            obj.animation_data.action = raw
+        actions.smooth_copy(obj, self.strength)
+        return {"FINISHED"}
+
+
 def menu_import(self, context):
     self.layout.operator(TAR_OT_import_motion.bl_idname, text="TAR Motion (.npz)")
 
 
-CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_cancel_capture, TAR_OT_setup_engine)
+CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_cancel_capture, TAR_OT_setup_engine, TAR_OT_retarget,
+           TAR_OT_smooth_motion)
 
 
 def register():

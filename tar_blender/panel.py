@@ -24,6 +24,7 @@ class TAR_PT_capture(bpy.types.Panel):
         col.prop(s, "max_people")
         col.prop(s, "focal")
         col.prop(s, "with_mesh")
+        col.prop(s, "smoothing")
         layout.prop(s, "output_dir")
         if _ACTIVE["run"] is not None:
             if hasattr(layout, "progress"):
@@ -44,9 +45,37 @@ class TAR_PT_capture(bpy.types.Panel):
         layout.operator("tar.import_motion", icon="IMPORT")
 
 
+class TAR_PT_retarget(bpy.types.Panel):
+    bl_label = "Retarget to…"
+    bl_idname = "TAR_PT_retarget"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "TAR Mocap"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.tar_retarget
+        layout.prop(s, "source")
+        layout.prop(s, "target")
+        layout.prop(s, "bone_map")
+        if s.bone_map == "FILE":
+            layout.prop(s, "map_file")
+        col = layout.column(align=True)
+        col.prop(s, "root_motion")
+        col.prop(s, "scale")
+        col.prop(s, "foot_ik")
+        layout.prop(s, "take")
+        row = layout.row()
+        row.enabled = s.target is not None
+        row.operator("tar.retarget", icon="ARMATURE_DATA")
+        layout.operator("tar.smooth_motion", icon="SMOOTHCURVE")
+
+
 def register():
     bpy.utils.register_class(TAR_PT_capture)
+    bpy.utils.register_class(TAR_PT_retarget)
 
 
 def unregister():
+    bpy.utils.unregister_class(TAR_PT_retarget)
     bpy.utils.unregister_class(TAR_PT_capture)

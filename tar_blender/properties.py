@@ -22,6 +22,9 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
     focal: FloatProperty(name="Focal Length (px)", description="0 = sqrt(width^2 + height^2)",  # type: ignore
                          default=0.0, min=0.0, soft_max=10000.0)
     with_mesh: BoolProperty(name="Body Mesh", default=True)  # type: ignore
+    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, soft_max=8.0,  # type: ignore
+                             description="Zero-phase filter width in frames (Gaussian sigma) applied to a copy of "
+                                         "the motion; the raw action is kept. 0 = off")
     output_dir: StringProperty(name="Output", description="Where motion files go (empty: a temporary folder)",  # type: ignore
                                subtype="DIR_PATH")
     # Live state of a running capture.
@@ -30,11 +33,47 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
     status: StringProperty(default="", options={"SKIP_SAVE"})  # type: ignore
 
 
+def _is_armature(self, obj):
+    return obj.type == "ARMATURE"
+
+
+BONE_MAPS = [
+    ("rigify", "Rigify", "Generated Rigify rig (FK controls), else the metarig or the DEF- bones"),
+    ("mixamo", "Mixamo", "mixamorig: bone names (any mixamorigN: prefix)"),
+    ("smpl", "SMPL / SMPL-X", "SMPL joint names (pelvis, left_hip, …; or Pelvis, L_Hip, …)"),
+    ("auto", "Auto", "Match common bone names; what cannot be matched is reported"),
+    ("FILE", "Bone Map File", "A JSON bone map (see docs/retargeting.md)"),
+]
+
+
+class TAR_RetargetSettings(bpy.types.PropertyGroup):
+    source: PointerProperty(name="Source", type=bpy.types.Object, poll=_is_armature,  # type: ignore
+                            description="The captured rig (empty: the active object)")
+    target: PointerProperty(name="Target", type=bpy.types.Object, poll=_is_armature,  # type: ignore
+                            description="The armature that receives the motion")
+    bone_map: EnumProperty(name="Bone Map", items=BONE_MAPS, default="rigify")  # type: ignore
+    map_file: StringProperty(name="Map File", subtype="FILE_PATH")  # type: ignore
+    take: StringProperty(name="Take", description="NLA track name (empty: the motion file's name)")  # type: ignore
+    foot_ik: BoolProperty(name="Foot Contacts (IK)", default=True,  # type: ignore
+                          description="Keep planted feet in place where the motion file has contacts")
+    root_motion: BoolProperty(name="Root Motion", default=True,  # type: ignore
+                              description="Move the character through the scene (off: in place, height only)")
+    scale: EnumProperty(  # type: ignore
+        name="Scale Root By",
+        items=[("leg", "Leg Length", ""), ("hip", "Hip Height", ""), ("none", "None", "")],
+        default="leg",
+    )
+
+
 def register():
     bpy.utils.register_class(TAR_CaptureSettings)
     bpy.types.Scene.tar_capture = PointerProperty(type=TAR_CaptureSettings)
+    bpy.utils.register_class(TAR_RetargetSettings)
+    bpy.types.Scene.tar_retarget = PointerProperty(type=TAR_RetargetSettings)
 
 
 def unregister():
+    del bpy.types.Scene.tar_retarget
+    bpy.utils.unregister_class(TAR_RetargetSettings)
     del bpy.types.Scene.tar_capture
     bpy.utils.unregister_class(TAR_CaptureSettings)

@@ -1,2 +1,3 @@
 """Pure logic of the add-on (numpy only, no bpy): motion files, the SMPL skeleton, rotations,
-keyframe arrays, camera conversion and the engine subprocess. Tested without Blender."""
+keyframe arrays, camera conversion, the engine subprocess, retargeting with its bone maps and
+motion smoothing. Tested without Blender."""

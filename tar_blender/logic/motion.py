@@ -38,6 +38,7 @@ class MotionData:
     track_id: int
     engine: str
     provenance: dict
+    contacts: np.ndarray | None = None  # (N, 4) left heel, left toe, right heel, right toe in 0..1 (optional key)
 
     @property
     def num_frames(self) -> int:
@@ -100,6 +101,14 @@ def read_motion(path: str | Path) -> MotionData:
         raise MotionError(path, "provenance", "not JSON") from None
     if not isinstance(prov, dict):
         raise MotionError(path, "provenance", "must be a JSON object")
+    contacts = None
+    if "contacts" in a:
+        c = a["contacts"]
+        if c.dtype.kind not in "fiub" or c.shape != (n, 4):
+            raise MotionError(path, "contacts", f"expected numeric (N, 4) = {(n, 4)}, got {c.dtype} {c.shape}")
+        contacts = c.astype(np.float64)
+        if not np.all(np.isfinite(contacts)) or contacts.min() < 0 or contacts.max() > 1:
+            raise MotionError(path, "contacts", "must be probabilities in 0..1")
     try:
         track_id = int(a["track_id"]) if "track_id" in a else 0
     except (TypeError, ValueError):
@@ -112,5 +121,5 @@ def read_motion(path: str | Path) -> MotionData:
         joints_2d=a["joints_2d"].astype(np.float64), body_model=body,
         gender=str(a["gender"]) if "gender" in a else "neutral",
         track_id=track_id,
-        engine=str(a["engine"]) if "engine" in a else "unknown", provenance=prov,
+        engine=str(a["engine"]) if "engine" in a else "unknown", provenance=prov, contacts=contacts,
     )  # fmt: skip
