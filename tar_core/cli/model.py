@@ -53,6 +53,9 @@ def _print_info(cfg, info: dict) -> None:
     print(f"{cfg.name}: backbone {cfg.backbone}, T={cfg.seq_len}, L={cfg.lte_window}, S={cfg.lte_size}")
     for key in ("params_backbone", "params_temporal", "params_refinement", "params_total"):
         print(f"  {key:28s} {info[key] / 1e6:8.2f} M")
+    if info["backbone_frozen"]:
+        print(f"  {'frozen_trunk_weights':28s} {info['frozen_trunk_weights'] / 1e6:8.2f} M  (pretrained, not trained, "
+              "not saved in checkpoints)")
     print(f"  {'gflops_backbone_per_frame':28s} {info['gflops_backbone_per_frame']:8.2f}")
     print(f"  {'gflops_head_per_output_frame':28s} {info['gflops_head_per_output_frame']:8.2f}")
     print(f"  {'gflops_per_output_frame':28s} {info['gflops_per_output_frame']:8.2f}  (backbone once per frame + head)")

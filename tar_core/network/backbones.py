@@ -11,6 +11,9 @@ TAR) to ``(global_vec, local_map)``: ``(B, global_dim)`` and ``(B, local_dim, H/
   ReLU) and concatenated (15W channels: 720 for W48); the global vector comes from a strided-conv
   path that walks the branches down to 1/32 and is average-pooled (8W channels: 384 for W48).
 - ``tiny``: a small CNN for CPU tests and the demo.
+- ``blazepose``: the frozen BlazePose GHUM 3D trunk read from the installed mediapipe wheel
+  (``tar_core.network.blazepose``); global = its 2x2x288 pooled vector (1,152), local = its 64x64x48
+  decoder map. It holds no parameters: checkpoints of a model on it carry the heads only.
 
 Layers that the public checkpoint lacks (heads, and the extra stage-4 fusions of HRNet) are listed
 by ``Backbone.new_prefixes``; ``load_backbone_weights`` fills everything else by name.
@@ -25,10 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from tar_core.errors import CheckpointError, one_line
+from tar_core.network.config import BACKBONE_NAMES
 
 __all__ = [
     "BACKBONE_NAMES",
     "Backbone",
+    "BlazePoseBackbone",
     "HRNetBackbone",
     "ResNet50Backbone",
     "TinyBackbone",
@@ -36,7 +41,6 @@ __all__ = [
     "load_backbone_weights",
 ]
 
-BACKBONE_NAMES = ("resnet50", "hrnet48", "hrnet32", "tiny")
 _STRIPPED_PREFIXES = ("module.", "backbone.")  # DataParallel / full-model checkpoints
 _NESTING_KEYS = ("state_dict", "model")
 _MAX_LISTED = 20  # names quoted in an error message
@@ -58,6 +62,7 @@ class Backbone(nn.Module):
     global_dim: int = 0
     local_dim: int = 0
     new_prefixes: tuple[str, ...] = ()
+    frozen: bool = False  # a pretrained trunk that training never changes
 
     def is_new_key(self, key: str) -> bool:
         """True when state-dict entry ``key`` belongs to a layer absent from the public checkpoint."""
@@ -371,14 +376,39 @@ class TinyBackbone(Backbone):
         return global_vec, local_map
 
 
+# --------------------------------------------------------------------------------------------- blazepose
+class BlazePoseBackbone(Backbone):
+    """The frozen BlazePose trunk behind the backbone interface (weights from the mediapipe wheel, sha256-checked)."""
+
+    name = "blazepose"
+    frozen = True
+
+    def __init__(self):
+        from tar_core.network.blazepose import BlazePoseTrunk
+
+        super().__init__()
+        self.trunk = BlazePoseTrunk()
+        self.global_dim, self.local_dim = self.trunk.global_dim, self.trunk.local_dim
+
+    @property
+    def num_weights(self) -> int:
+        return self.trunk.num_weights
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, 256, 256) ImageNet-normalised -> global (B, 1152), local (B, 48, 64, 64)."""
+        with torch.no_grad():
+            return self.trunk(images)
+
+
 # --------------------------------------------------------------------------------------------- factory
 def build_backbone(name: str) -> Backbone:
-    """A freshly initialised backbone by name: ``resnet50``, ``hrnet48``, ``hrnet32`` or ``tiny``."""
+    """A freshly initialised backbone by name (``BACKBONE_NAMES``); ``blazepose`` reads the installed trunk."""
     factories = {
         "resnet50": ResNet50Backbone,
         "hrnet48": lambda: HRNetBackbone(48),
         "hrnet32": lambda: HRNetBackbone(32),
         "tiny": TinyBackbone,
+        "blazepose": BlazePoseBackbone,
     }
     if name not in factories:
         raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONE_NAMES)}")

@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from tar_core.errors import ConfigError
 
-__all__ = ["VARIANTS", "ConfigError", "TARConfig", "config_from_dict", "get_variant"]
+__all__ = ["BACKBONE_NAMES", "VARIANTS", "ConfigError", "TARConfig", "config_from_dict", "get_variant"]
+
+# Image backbones (tar_core.network.backbones builds them); "blazepose" is the frozen pretrained trunk.
+BACKBONE_NAMES = ("resnet50", "hrnet48", "hrnet32", "tiny", "blazepose")
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ class TARConfig:
     """Architecture of one TAR model (paper sections 3.1-3.4; defaults = the paper's best)."""
 
     name: str = "tar-hrnet48"
-    backbone: str = "hrnet48"  # resnet50 | hrnet48 | hrnet32 | tiny
+    backbone: str = "hrnet48"  # one of BACKBONE_NAMES
     crop_size: int = 256
     seq_len: int = 9  # T: input frames; the model predicts the middle one
     # Global Temporal Encoder (Fig. 3a)
@@ -55,7 +58,7 @@ class TARConfig:
 
     def __post_init__(self):
         problems = []
-        if self.backbone not in ("resnet50", "hrnet48", "hrnet32", "tiny"):
+        if self.backbone not in BACKBONE_NAMES:
             problems.append(f"backbone {self.backbone!r}")
         if self.seq_len < 1 or self.seq_len % 2 == 0:
             problems.append("seq_len must be odd and >= 1")
@@ -100,6 +103,13 @@ def _v(name: str, **changes) -> TARConfig:
 _TINY = _v("tar-tiny", backbone="tiny", gte_dim=64, gte_heads=4, gte_ffn=128, gte_layers=2,
            lte_channels=32, lte_size=32, corr_channels=32, feedback_dim=64, hidden_dim=16)
 
+# TAR on the frozen BlazePose GHUM trunk (the pretrained human-pose network inside the mediapipe wheel): the
+# paper's GTE || LTE -> RRM on its 48-channel 64x64 decoder map and 1,152-value pooled vector, at a width a
+# CPU trains and runs at >= 15 frames/s (the checkpoint holds the heads only: a few MB). S = 16 (Table S3: close
+# to S = 64 at a quarter of the cost): 0.59 GFLOPs of head per output frame beside the trunk's 0.69.
+_BLAZEPOSE = _v("tar-blazepose", backbone="blazepose", gte_dim=256, gte_heads=8, gte_ffn=512, gte_layers=2,
+                lte_channels=32, lte_size=16, corr_channels=32, feedback_dim=96, hidden_dim=32)
+
 VARIANTS: dict[str, TARConfig] = {
     c.name: c
     for c in [
@@ -121,6 +131,10 @@ VARIANTS: dict[str, TARConfig] = {
         replace(_TINY, name="tar-tiny-no-rrm", use_rrm=False),
         replace(_TINY, name="tar-tiny-gte-only", use_lte=False),
         replace(_TINY, name="tar-tiny-lte-only", use_gte=False, hidden_init="zero"),
+        _BLAZEPOSE,
+        replace(_BLAZEPOSE, name="tar-blazepose-no-rrm", use_rrm=False),
+        replace(_BLAZEPOSE, name="tar-blazepose-gte-only", use_lte=False),
+        replace(_BLAZEPOSE, name="tar-blazepose-lte-only", use_gte=False, hidden_init="zero"),
     ]
 }
 

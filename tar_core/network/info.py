@@ -40,6 +40,9 @@ def model_info(cfg: TARConfig) -> dict:
     return {
         "variant": cfg.name,
         "params_backbone": _params(model.backbone),
+        # A frozen pretrained trunk (blazepose) holds its weights as buffers: counted apart, never trained.
+        "backbone_frozen": model.backbone.frozen,
+        "frozen_trunk_weights": model.backbone.num_weights if model.backbone.frozen else 0,
         "params_temporal": _params(model.gte, model.lte),
         "params_refinement": _params(*refinement),
         "params_total": _params(model),

@@ -19,7 +19,8 @@ from tar_core.errors import CheckpointError
 from tar_core.network.backbones import BACKBONE_NAMES, Backbone, build_backbone, load_backbone_weights
 
 # name -> (global_dim, local_dim, documented trunk parameters without the checkpoint's own head)
-DIMS = {"resnet50": (2048, 256), "hrnet48": (384, 720), "hrnet32": (256, 480), "tiny": (128, 64)}
+DIMS = {"resnet50": (2048, 256), "hrnet48": (384, 720), "hrnet32": (256, 480), "tiny": (128, 64),
+        "blazepose": (1152, 48)}
 # torchvision: resnet50 has 25,557,032 parameters, fc 2048*1000 + 1000 of them;
 # HRNet paper / official model zoo: pose_hrnet_w48 63.6M, pose_hrnet_w32 28.5M (17-joint head negligible).
 DOCUMENTED_TRUNK = {"resnet50": 25_557_032 - 2_049_000, "hrnet48": 63.6e6, "hrnet32": 28.5e6}
