@@ -25,6 +25,11 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="the reference augmentation (--no-augment to train without it)")
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="frozen trunks (tar-blazepose*): compute the trunk's features once per augmented frame into "
+                        "DIR (resumable) and train the heads on them; synthetic sources only")
+    p.add_argument("--draws", type=positive_int, default=4,
+                   help="augmentation draws cached per clip with --feature-cache (draw 0: the clip as rendered)")
     p.set_defaults(func=run)
 
 

@@ -88,8 +88,12 @@ class TAR(nn.Module):
                            lambda p, b, c: pose_body(self.body, geom, p, b, c))
         return [init, *refined]
 
-    def forward(self, images: torch.Tensor, geom: Geometry) -> list[Estimate]:
-        """images (B, T, 3, 256, 256) clips; geom for each clip's middle frame."""
+    def forward(self, images, geom: Geometry) -> list[Estimate]:
+        """images (B, T, 3, 256, 256) clips, or a frozen trunk's cached features as a pair (global_seq (B, T, Dg),
+        local_seq (B, L, Dl, 64, 64)); geom for each clip's middle frame. One entry point, so DDP wraps both."""
+        if isinstance(images, tuple | list):
+            global_seq, local_seq = images
+            return self.forward_features(global_seq, local_seq, geom)
         B, T = images.shape[:2]
         if T != self.cfg.seq_len:
             raise ValueError(f"expected clips of {self.cfg.seq_len} frames, got {T}")

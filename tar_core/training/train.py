@@ -41,6 +41,8 @@ class TrainOptions:
     log_every: int = 10
     device: str = "auto"
     augment: bool = True
+    feature_cache: str | None = None  # a frozen trunk's features are cached here (synthetic sources only)
+    draws: int = 4  # augmentation draws cached per clip (draw 0 is the clip as rendered)
 
 
 class Augmented(torch.utils.data.Dataset):
@@ -62,7 +64,8 @@ class Augmented(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict]):
-    """Stack dataset items into (images (B, T, 3, S, S), Geometry, Targets)."""
+    """Stack dataset items into (inputs, Geometry, Targets); inputs are images (B, T, 3, S, S), or for cached
+    features the pair (global_seq (B, T, Dg), local_seq (B, L, Dl, 64, 64))."""
     from tar_core.network.refinement import Geometry
     from tar_core.training.losses import Targets
 
@@ -72,7 +75,8 @@ def collate(items: list[dict]):
     geom = Geometry(center=st("center"), size=st("size"), focal=st("focal"), principal=st("principal"))
     targets = Targets(joints_2d=st("joints_2d"), joints_2d_conf=st("joints_2d_conf"), joints_3d=st("joints_3d"),
                       has_3d=st("has_3d"), rotmat=st("rotmat"), betas=st("betas"), has_smpl=st("has_smpl"))
-    return st("images"), geom, targets
+    inputs = (st("global_seq"), st("local_seq")) if "global_seq" in items[0] else st("images")
+    return inputs, geom, targets
 
 
 def _to(geom, targets, device):
@@ -90,7 +94,7 @@ def train_step(model, optimizer, batch, cfg, clip_grad: float = 4.0, scaler=None
 
     images, geom, targets = batch
     device = next(model.parameters()).device
-    images = images.to(device)
+    images = tuple(x.to(device) for x in images) if isinstance(images, tuple) else images.to(device)
     geom, targets = _to(geom, targets, device)
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -148,14 +152,36 @@ def _resume(last: Path, model, optimizer) -> int:
     return int(payload["provenance"]["steps"])
 
 
-def _loader(opts: TrainOptions, sources, seq_len: int, rank: int, step: int):
+def _dataset(opts: TrainOptions, sources, cfg, model, log):
+    """The sources as one dataset; with a feature cache the frozen trunk's features of every synthetic clip are
+    computed once (resumable), augmentation baked into ``opts.draws`` draws."""
+    from tar_core.training.sources import build_dataset
+
+    if opts.feature_cache is None:
+        data, lengths = build_dataset(sources, cfg.seq_len)
+        return (Augmented(data) if opts.augment else data), lengths
+    from tar_core.errors import UsageError
+    from tar_core.training.features import CachedWindows, cache_features
+
+    if not model.backbone.frozen:
+        raise UsageError(f"--feature-cache needs a frozen trunk; {cfg.name} trains its {cfg.backbone} backbone")
+    if not all(s.synthetic for s in sources):
+        raise UsageError("--feature-cache takes synthetic clip folders only")
+    parts = []
+    for i, s in enumerate(sources):
+        out = Path(opts.feature_cache) / f"source{i}"
+        files = cache_features([s.clips], out, model.backbone, draws=opts.draws if opts.augment else 1,
+                               seed=opts.seed)
+        log(f"feature cache of {s.clips}: {len(files)} files in {out}")
+        parts.append(CachedWindows(out, cfg.seq_len, cfg.lte_window, backbone=cfg.backbone))
+    return torch.utils.data.ConcatDataset(parts), [len(p) for p in parts]
+
+
+def _loader(opts: TrainOptions, data, lengths, sources, rank: int, step: int):
     """Every rank draws its own endless weighted stream, seeded by rank and the step it starts at, so a resumed
     run does not replay the batches it has seen; all ranks take the same number of steps."""
-    from tar_core.training.sources import build_dataset, weighted_sampler
+    from tar_core.training.sources import weighted_sampler
 
-    data, lengths = build_dataset(sources, seq_len)
-    if opts.augment:
-        data = Augmented(data)
     generator = torch.Generator().manual_seed(opts.seed * 1_000_003 + rank * 7919 + step)
     sampler = weighted_sampler(sources, lengths, generator)
     return torch.utils.data.DataLoader(data, batch_size=opts.batch, sampler=sampler, num_workers=opts.workers,
@@ -170,7 +196,7 @@ def _provenance(opts: TrainOptions, sources, cfg, world: int) -> dict:
             "data": kinds.pop() if len(kinds) == 1 else "mixed", "variant": cfg.name,
             "weights": [round(float(w), 6) for w in source_weights(sources)],
             "batch": opts.batch * world, "lr": opts.lr, "augment": opts.augment, "seed": opts.seed,
-            "processes": world}  # fmt: skip
+            "processes": world, "feature_cache_draws": opts.draws if opts.feature_cache else None}  # fmt: skip
 
 
 LOG_COLUMNS = ["step", "loss", "final_2d", "final_3d", "final_rot", "final_betas", "grad_norm", "time_s"]
@@ -245,7 +271,13 @@ def train(opts: TrainOptions, log=print) -> Path:
     # The body model's arrays are constant buffers: no need to broadcast them every step.
     net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     sources = parse_sources(opts.data)
-    batches = iter(_loader(opts, sources, cfg.seq_len, rank, step))
+    if rank == 0 or opts.feature_cache is None:
+        data, lengths = _dataset(opts, sources, cfg, model, log)
+    if world > 1 and opts.feature_cache is not None:  # rank 0 fills the cache, the others then read it
+        dist.barrier()
+        if rank != 0:
+            data, lengths = _dataset(opts, sources, cfg, model, log)
+    batches = iter(_loader(opts, data, lengths, sources, rank, step))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     provenance = _provenance(opts, sources, cfg, world)
     train_log = TrainLog(out, step, enabled=rank == 0)

@@ -1,0 +1,144 @@
+"""Feature cache for a frozen trunk (``blazepose``): the trunk runs once per (augmented) frame, training reads
+windows of cached features instead of images.
+
+``cache_features`` writes, for every synthetic clip and every augmentation *draw*, one file
+``<clip>_d<k>.npz``: the trunk's global vector (F, Dg) float32 and local map (F, Dl, 64, 64) float16 for each
+frame, with the frame's labels (after the draw's augmentation). Draw 0 is the clip as rendered; draw k > 0
+applies one augmentation (``augment_item``, the same random choices for every frame of the clip: flip,
+rotation/scale with the full-image camera kept consistent, colour, a static occluder), so every window cut
+from it is augmented alike, as live training augments a window. Files are written atomically and skipped
+when present, so an interrupted run resumes. ``CachedWindows`` serves windows of T frames (edges repeated)
+like ``ClipDataset``, with ``global_seq`` (T, Dg) and ``local_seq`` (L, Dl, 64, 64) in place of ``images``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tar_core.errors import DatasetError
+from tar_core.training.augment import augment_item
+from tar_core.training.dataset import ClipDataset
+from tar_core.util.atomic import atomic_path
+
+__all__ = ["LABEL_KEYS", "CachedWindows", "cache_features", "cache_file"]
+
+LABEL_KEYS = ("joints_2d", "joints_2d_conf", "joints_3d", "has_3d", "rotmat", "betas", "has_smpl", "center",
+              "size", "focal", "principal")  # fmt: skip
+_FORMAT = "tar-feature-cache"
+
+
+def cache_file(out_dir: str | Path, clip: Path, draw: int) -> Path:
+    return Path(out_dir) / f"{clip.stem}_d{draw}.npz"
+
+
+def _frames(frames: ClipDataset, c: int, draw: int, seed: int) -> list[dict]:
+    """Clip ``c``'s frames as one-frame items, all augmented by draw ``draw``'s one set of random choices."""
+    start, n = int(frames.starts[c]), frames.lengths[c]
+    items = [frames[start + f] for f in range(n)]
+    if draw == 0:
+        return items
+    # The same generator state for every frame: the same flip, rotation, scale, colour and occluder.
+    return [augment_item(it, np.random.default_rng([seed, c, draw])) for it in items]
+
+
+def _encode(backbone, images: torch.Tensor, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    g, m = [], []
+    with torch.no_grad():
+        for chunk in images.split(batch):
+            gv, lm = backbone(chunk)  # (b, Dg), (b, Dl, 64, 64)
+            g.append(gv.float().numpy())
+            m.append(lm.to(torch.float16).numpy())
+    return np.concatenate(g), np.concatenate(m)
+
+
+def _write(path: Path, items: list[dict], backbone, batch: int, meta: dict) -> None:
+    images = torch.cat([it["images"] for it in items])  # (F, 3, 256, 256)
+    global_vec, local_map = _encode(backbone, images, batch)
+    arrays = {k: np.stack([it[k].numpy() for it in items]).astype(np.float32) for k in LABEL_KEYS}
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, global_vec=global_vec, local_map=local_map, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def cache_features(dirs: Sequence[str | Path], out_dir: str | Path, backbone, draws: int = 1, seed: int = 0,
+                   batch: int = 16, progress: Callable[[int, int], None] | None = None, stop=None) -> list[Path]:
+    """Trunk features of every frame of the synthetic clips in ``dirs`` for ``draws`` augmentation draws."""
+    if draws < 1:
+        raise DatasetError(f"draws must be >= 1, got {draws}")
+    frames = ClipDataset(dirs, seq_len=1)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(c, k) for c in range(len(frames.paths)) for k in range(draws)]
+    paths = []
+    for n, (c, k) in enumerate(jobs, start=1):
+        if stop is not None:
+            stop.check()
+        path = cache_file(out_dir, frames.paths[c], k)
+        if not path.is_file():
+            meta = {"format": _FORMAT, "backbone": backbone.name, "clip": str(frames.paths[c]), "draw": k,
+                    "seed": seed}
+            _write(path, _frames(frames, c, k, seed), backbone, batch, meta)
+        paths.append(path)
+        if progress:
+            progress(n, len(jobs))
+    return paths
+
+
+class CachedWindows(Dataset):
+    """Windows of ``seq_len`` frames of cached features centred on every frame of every cache file.
+
+    An item holds ``global_seq`` (T, Dg), ``local_seq`` (L, Dl, 64, 64) for the ``lte_window`` frames centred on
+    the middle one, float32, and the middle frame's labels under the same names as ``ClipDataset``'s.
+    """
+
+    cache_bytes = 1 << 30
+
+    def __init__(self, cache_dir: str | Path, seq_len: int, lte_window: int, backbone: str | None = None):
+        self.paths = sorted(Path(cache_dir).glob("*_d*.npz"))
+        if not self.paths:
+            raise DatasetError(f"no cached features (*_d<k>.npz) in {str(cache_dir)!r}")
+        self.seq_len, self.lte_window = int(seq_len), int(lte_window)
+        self.lengths = []
+        for p in self.paths:
+            with np.load(p, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("format") != _FORMAT or (backbone and meta.get("backbone") != backbone):
+                    raise DatasetError(f"{p}: not a {backbone or ''} feature cache file ({meta})")
+                self.lengths.append(int(z["size"].shape[0]))
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        self._cache: OrderedDict[int, dict] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _file(self, c: int) -> dict:
+        if c in self._cache:
+            self._cache.move_to_end(c)
+            return self._cache[c]
+        with np.load(self.paths[c], allow_pickle=False) as z:
+            data = {k: z[k] for k in ("global_vec", "local_map", *LABEL_KEYS)}
+        self._cache[c] = data
+        while len(self._cache) > 1 and sum(v["local_map"].nbytes for v in self._cache.values()) > self.cache_bytes:
+            self._cache.popitem(last=False)
+        return data
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        if not 0 <= k < len(self):
+            raise IndexError(f"index {k} out of range for {len(self)} frames")
+        c = bisect.bisect_right(self.starts, k) - 1
+        f, n = k - int(self.starts[c]), self.lengths[c]
+        data = self._file(c)
+        window = np.clip(f + np.arange(self.seq_len) - self.seq_len // 2, 0, n - 1)
+        tau = self.lte_window // 2
+        local = np.clip(f + np.arange(-tau, tau + 1), 0, n - 1)
+        item = {"global_seq": torch.from_numpy(data["global_vec"][window]),
+                "local_seq": torch.from_numpy(data["local_map"][local].astype(np.float32))}
+        item.update({key: torch.from_numpy(np.asarray(data[key][f])) for key in LABEL_KEYS})
+        return item

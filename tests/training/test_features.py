@@ -1,0 +1,88 @@
+"""The feature cache for a frozen trunk: same augmentation per clip as per window, the same loss as live
+extraction, resumable, and training the tar-blazepose heads on it."""
+
+import numpy as np
+import pytest
+import torch
+
+from tar_core.body_model import load_body_model
+from tar_core.network.config import get_variant
+from tar_core.network.tar import TAR
+from tar_core.training.augment import augment_item
+from tar_core.training.dataset import ClipDataset
+from tar_core.training.features import CachedWindows, cache_features
+from tar_core.training.losses import tar_loss
+from tar_core.training.train import TrainOptions, collate, train
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from tar_core.synthetic.dataset import make_dataset
+
+    out = tmp_path_factory.mktemp("clips")
+    make_dataset(out, clips=2, frames=5, size=96, seed=3, samples=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TAR(get_variant("tar-blazepose"), load_body_model()).eval()
+
+
+def test_one_draw_augments_every_frame_of_a_clip_as_a_window_is_augmented(clips):
+    window = ClipDataset(clips, seq_len=3)[2]  # frames 1, 2, 3 of clip 0
+    frames = ClipDataset(clips, seq_len=1)
+    rng_seed = [5, 0, 1]
+    whole = augment_item(window, np.random.default_rng(rng_seed), p_flip=1.0, p_occlusion=1.0)
+    for i, f in enumerate((1, 2, 3)):
+        alone = augment_item(frames[f], np.random.default_rng(rng_seed), p_flip=1.0, p_occlusion=1.0)
+        torch.testing.assert_close(alone["images"][0], whole["images"][i])
+        if f == 2:  # the window's labels are its middle frame's
+            for key in ("joints_2d", "joints_3d", "rotmat", "center", "size"):
+                torch.testing.assert_close(alone[key], whole[key])
+
+
+def test_cached_features_give_the_loss_of_live_extraction(clips, model, tmp_path):
+    cfg = model.cfg
+    paths = cache_features([clips], tmp_path / "cache", model.backbone, draws=1)
+    assert len(paths) == 2 and all(p.is_file() for p in paths)
+    cached = CachedWindows(tmp_path / "cache", cfg.seq_len, cfg.lte_window, backbone="blazepose")
+    live = ClipDataset(clips, seq_len=cfg.seq_len)
+    assert len(cached) == len(live) == 10
+    idx = [0, 4, 7]
+    with torch.no_grad():
+        losses = []
+        for batch in (collate([live[i] for i in idx]), collate([cached[i] for i in idx])):
+            inputs, geom, targets = batch
+            losses.append(tar_loss(model(inputs, geom), targets, geom, cfg))
+    for key in ("loss", "final_2d", "final_3d", "final_rot"):
+        assert float(losses[1][key]) == pytest.approx(float(losses[0][key]), rel=2e-3), key
+    # Resumable: present files are kept as they are.
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    cache_features([clips], tmp_path / "cache", model.backbone, draws=1)
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+
+
+def test_draws_differ_and_keep_the_camera_consistent(clips, model, tmp_path):
+    cache_features([clips], tmp_path / "c", model.backbone, draws=2, seed=1)
+    with np.load(tmp_path / "c" / "clip_00000_d0.npz") as d0, np.load(tmp_path / "c" / "clip_00000_d1.npz") as d1:
+        assert not np.allclose(d0["local_map"], d1["local_map"])
+        # 2D labels stay the projection of the 3D labels through the (augmented) full-image camera.
+        for d in (d0, d1):
+            X, f, pp = d["joints_3d"], d["focal"], d["principal"]
+            uv = f[:, None, None] * X[..., :2] / X[..., 2:3] + pp[:, None]
+            np.testing.assert_allclose(uv, d["joints_2d"], atol=0.05)
+
+
+@pytest.mark.slow
+def test_train_tar_blazepose_heads_on_the_feature_cache(clips, tmp_path):
+    from tar_core.network.checkpoints import read_checkpoint
+
+    opts = TrainOptions(variant="tar-blazepose", data=[str(clips)], out=str(tmp_path / "run"), steps=3, batch=2,
+                        lr=1e-4, feature_cache=str(tmp_path / "cache"), draws=2, save_every=3)
+    path = train(opts, log=lambda m: None)
+    payload = read_checkpoint(path)
+    assert payload["provenance"]["feature_cache_draws"] == 2 and payload["provenance"]["steps"] == 3
+    assert not any(k.startswith("backbone.") for k in payload["state_dict"])
+    assert len(list((tmp_path / "cache" / "source0").glob("*.npz"))) == 4
