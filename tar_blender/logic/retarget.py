@@ -313,6 +313,14 @@ class _Target:
                 moved.add(b)
         return {b: (h + delta if b in moved else h) for b, h in H.items()}
 
+    def location(self, root: int, R: dict[int, np.ndarray], shift: np.ndarray) -> np.ndarray:
+        """The root bone's location channel (N, 3) that moves its head by ``shift`` (armature space)."""
+        p = int(self.parents[root])
+        if p >= 0:
+            parent_rot = self.L[p] @ _mT(R[p])  # (N, 3, 3): Lp · R_pᵀ
+            return np.einsum("ij,njk,nk->ni", self.L[root].T, parent_rot, shift)
+        return shift @ self.L[root]
+
     def basis(self, b: int, R: dict[int, np.ndarray]) -> np.ndarray:
         """The pose bone's own rotation for an armature-space rotation R[b] (parents in R)."""
         p = int(self.parents[b])
@@ -467,161 +475,223 @@ def _hip_drop(tg: _Target, H, goals: dict, up: np.ndarray, n: int, blend: int) -
 # --------------------------------------------------------------------------------------------
 
 
-def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: RetargetOptions | None = None,
-             rig_name: str = "target") -> RetargetResult:
-    """Rotations (and root location) for the target's mapped bones on every frame of ``src``."""
-    opt = options or RetargetOptions()
+@dataclass
+class _Mapping:
+    """The bone map resolved against the target rig: bone indices, and the rig's needed arrays."""
+
+    names: dict[str, int]  # target bone name -> index
+    pairs: list[tuple[str, str]]  # (SMPL joint, target bone), the map's order
+    by_joint: dict[str, int]  # joint -> its first target bone
+    root_name: str | None
+    root: int | None  # the bone carrying the root motion
+    tg: _Target
+
+
+def _resolve(rig: TargetRig, bmap: BoneMap, rig_name: str) -> _Mapping:
     names = rig.index()
     bmap.check_rig(rig.names, rig_name)
     pairs = bmap.pairs()
     if not pairs:
         raise BoneMapError(f"the bone map '{bmap.name}' maps no bone")
-    n = src.num_frames
-    by_joint: dict[str, int] = {}  # joint -> its first target bone
+    by_joint: dict[str, int] = {}
     for j, b in pairs:
         by_joint.setdefault(j, names[b])
     root_name = bmap.root_bone()
     root = names[root_name] if root_name else None
     needed = [names[b] for _, b in pairs] + [names[r] for r in bmap.refs.values()]
     needed += [root] if root is not None else []
-    tg = _Target(rig, needed)
-    P_src, G_src, Qs = _source_fk(src)  # world positions; armature-space rotation changes
+    return _Mapping(names, pairs, by_joint, root_name, root, _Target(rig, needed))
+
+
+def _source_rest_world(src: SourceMotion) -> np.ndarray:
+    """The source's joints in its rest pose, world space (24, 3)."""
     rest_src = SourceMotion(src.rest, np.broadcast_to(np.eye(3), (1, 24, 3, 3)), np.zeros((1, 3)),
                             src.matrix_world, src.rest_rot)
-    rest_w = source_fk(rest_src)[0][0]
-    M = _facing(rest_w, tg, by_joint)
-    Qt = tg.Q
+    return source_fk(rest_src)[0][0]
 
-    # Rest-pose correction, per bone: its (or its ref's) rest direction onto the source segment.
-    def seg_dir(joint: str) -> np.ndarray:
-        return M @ (rest_w[_J[SEGMENT_CHILD[joint]]] - rest_w[_J[joint]])
 
-    def rest_dir(j: str, b: str) -> np.ndarray:
-        if b not in bmap.refs and bmap.directions == "joints":
-            child = by_joint.get(SEGMENT_CHILD[j])
-            if child is not None:
-                d = tg.t[child] - tg.t[names[b]]
-                if np.linalg.norm(d) > 1e-6 * np.linalg.norm(tg.tails[names[b]] - tg.t[names[b]]):
-                    return Qt @ d
-        return Qt @ tg.L[names[bmap.refs.get(b, b)]][:, 1]
+def _rest_direction(mp: _Mapping, bmap: BoneMap, joint: str, bone: str) -> np.ndarray:
+    """A target bone's rest direction, world axes: towards the next mapped joint's bone, else its
+    (or its ref's) Y axis."""
+    tg, i = mp.tg, mp.names[bone]
+    if bone not in bmap.refs and bmap.directions == "joints":
+        child = mp.by_joint.get(SEGMENT_CHILD[joint])
+        if child is not None:
+            d = tg.t[child] - tg.t[i]
+            if np.linalg.norm(d) > 1e-6 * np.linalg.norm(tg.tails[i] - tg.t[i]):  # not coincident heads
+                return tg.Q @ d
+    return tg.Q @ tg.L[mp.names[bmap.refs.get(bone, bone)]][:, 1]
 
+
+def _rest_alignment(mp: _Mapping, bmap: BoneMap, rest_w: np.ndarray, M: np.ndarray) -> dict[str, np.ndarray]:
+    """C_b (3, 3) per mapped bone: its rest direction turned onto the source segment's (faced by M)."""
     align: dict[str, np.ndarray] = {}
-    for j, b in pairs:
+    for j, b in mp.pairs:
         if j in SEGMENT_CHILD:
-            align[b] = min_rotation(rest_dir(j, b), seg_dir(j))
-    for j, b in pairs:
+            segment = M @ (rest_w[_J[SEGMENT_CHILD[j]]] - rest_w[_J[j]])
+            align[b] = min_rotation(_rest_direction(mp, bmap, j, b), segment)
+    for j, b in mp.pairs:
         if b in align:
             continue
         pj = JOINT_NAMES[PARENTS[_J[j]]]  # a leaf (head, hands, toes): keep its rest relation to the parent
-        parent_bones = [bb for jj, bb in pairs if jj == pj]
+        parent_bones = [bb for jj, bb in mp.pairs if jj == pj]
         align[b] = align[parent_bones[0]] if parent_bones else np.eye(3)
-    # Armature-space target rotation: Qtᵀ (M D_j Mᵀ) C_b T_b with D_j = Qs G_j Qsᵀ, T_b = Qt L_b,
-    # folded into constants on either side of G_j (two small products per bone and frame).
-    desired: dict[int, np.ndarray] = {}
-    left = Qt.T @ M @ Qs
-    for j, b in pairs:
-        i = names[b]
-        right = Qs.T @ M.T @ align[b] @ Qt @ tg.L[i]
-        desired[i] = _times(_before(left, G_src[_J[j]]), right)
+    return align
 
-    # Scale and floors (world).
-    src_leg = _leg_length_src(rest_w)
-    tgt_leg = _leg_length_tgt(tg, by_joint)
-    notes: list[str] = []
-    hips_src = 0.5 * (P_src[:, _J["left_hip"]] + P_src[:, _J["right_hip"]])
+
+def _desired_rotations(mp: _Mapping, align: dict[str, np.ndarray], G_src: list[np.ndarray], Qs: np.ndarray,
+                       M: np.ndarray) -> dict[int, np.ndarray]:
+    """Armature-space rotation (N, 3, 3) per mapped bone: Qtᵀ (M D_j Mᵀ) C_b T_b with D_j = Qs G_j Qsᵀ,
+    T_b = Qt L_b, folded into constants on either side of G_j (two small products per bone and frame)."""
+    Qt = mp.tg.Q
+    left = Qt.T @ M @ Qs
+    desired: dict[int, np.ndarray] = {}
+    for j, b in mp.pairs:
+        i = mp.names[b]
+        right = Qs.T @ M.T @ align[b] @ Qt @ mp.tg.L[i]
+        desired[i] = _times(_before(left, G_src[_J[j]]), right)
+    return desired
+
+
+def _floors(P_src: np.ndarray, mp: _Mapping) -> tuple[float, float]:
+    """World z of the source's standing feet and of the target's foot bones at rest (any mapped
+    bone's where no foot is mapped)."""
     floor_s = float(np.percentile(P_src[:, [_J[j] for j in _FOOT_JOINTS], 2].min(axis=1), 5))
-    foot_bones = [by_joint[j] for j in _FOOT_JOINTS if j in by_joint]
-    if foot_bones:
-        floor_t = float(min(tg.world(tg.t[b])[2] for b in foot_bones))
-    else:
-        floor_t = float(min(tg.world(tg.t[names[b]])[2] for _, b in pairs))
-    has_hips = "left_hip" in by_joint and "right_hip" in by_joint
-    if has_hips:
-        hips_t_rest = tg.world(0.5 * (tg.t[by_joint["left_hip"]] + tg.t[by_joint["right_hip"]]))
-    else:
-        hips_t_rest = tg.world(tg.t[by_joint["pelvis"]])
-        notes.append("no thighs mapped: the pelvis bone's head follows the source's hips")
+    feet = [mp.by_joint[j] for j in _FOOT_JOINTS if j in mp.by_joint] or [mp.names[b] for _, b in mp.pairs]
+    floor_t = float(min(mp.tg.world(mp.tg.t[b])[2] for b in feet))
+    return floor_s, floor_t
+
+
+def _has_thighs(by_joint: dict[str, int]) -> bool:
+    return "left_hip" in by_joint and "right_hip" in by_joint
+
+
+def _hip_centre(heads, by_joint: dict[str, int]):
+    """The thighs' heads' midpoint, else the pelvis bone's head; ``heads`` is indexed by bone
+    ((B, 3) rest heads, or a dict of (N, 3) posed heads)."""
+    if _has_thighs(by_joint):
+        return 0.5 * (heads[by_joint["left_hip"]] + heads[by_joint["right_hip"]])
+    return heads[by_joint["pelvis"]]
+
+
+def _scale(opt: RetargetOptions, rest_w: np.ndarray, mp: _Mapping, hip_height_t: float,
+           notes: list[str]) -> float:
+    """Target / source leg length (or hip height above the floor), by ``opt.scale``."""
     if opt.scale == "none":
-        k = 1.0
-    elif opt.scale == "hip":
+        return 1.0
+    if opt.scale == "hip":
         hips_z = rest_w[[_J["left_hip"], _J["right_hip"]], 2].mean()
         src_h = float(hips_z - rest_w[[_J[j] for j in _FOOT_JOINTS], 2].min())
-        k = float(hips_t_rest[2] - floor_t) / src_h
-    elif opt.scale == "leg":
+        return hip_height_t / src_h
+    if opt.scale == "leg":
+        tgt_leg = _leg_length_tgt(mp.tg, mp.by_joint)
         if tgt_leg is None:
             notes.append("no legs mapped: root motion is not scaled")
-            k = 1.0
-        else:
-            k = tgt_leg / src_leg
-    else:
-        raise ValueError(f"scale must be 'leg', 'hip' or 'none', not {opt.scale!r}")
+            return 1.0
+        return tgt_leg / _leg_length_src(rest_w)
+    raise ValueError(f"scale must be 'leg', 'hip' or 'none', not {opt.scale!r}")
 
-    # Root motion: the target's hip midpoint follows the source's, scaled about the floor.
+
+def _root_goal(opt: RetargetOptions, tg: _Target, M: np.ndarray, k: float, P_src: np.ndarray,
+               hips_t_rest: np.ndarray, floors: tuple[float, float]) -> np.ndarray:
+    """(N, 3) where the target's hip midpoint goes, target armature space: the source's hip
+    midpoint, faced by M and scaled by k about the floor."""
+    floor_s, floor_t = floors
+    hips_src = 0.5 * (P_src[:, _J["left_hip"]] + P_src[:, _J["right_hip"]])  # (N, 3) world
     anchor_s = np.array([hips_src[0, 0], hips_src[0, 1], floor_s])
     anchor_t = np.array([hips_t_rest[0], hips_t_rest[1], floor_t])
     rel = (hips_src - anchor_s) @ M.T
     if not opt.root_motion:
         rel[:, :2] = 0.0
     goal_w = anchor_t + k * rel
-    goal = ((goal_w - tg.o) @ Qt) / tg.s  # target armature space
-    R, H = tg.fk(desired, n)
-    root_loc = None
-    shift = None
+    return ((goal_w - tg.o) @ tg.Q) / tg.s
+
+
+def _leg_goals(opt: RetargetOptions, contacts: np.ndarray, n: int, mp: _Mapping, R, H, notes: list[str]):
+    """Per side whose leg is mapped: the planted frames (N,) bool, and where a foot is planted
+    (thigh, shin, foot, IK frames (F,), ankle goals (F, 3))."""
+    c = np.asarray(contacts, dtype=np.float64)
+    if c.shape != (n, 4):
+        raise ValueError(f"contacts must be (N, 4) = ({n}, 4), got {c.shape}")
+    goals, contact_frames = {}, {}
+    for side, col in _SIDES:
+        bones = [mp.by_joint.get(f"{side}_{x}") for x in ("hip", "knee", "ankle")]
+        if any(b is None for b in bones):
+            notes.append(f"{side} foot IK skipped: thigh, shin and foot must be mapped")
+            continue
+        heel = c[:, col] >= opt.contact_threshold
+        toe = c[:, col + 1] >= opt.contact_threshold
+        contact_frames[side] = heel | toe
+        goal = _ankle_goals(mp.tg, R, H, bones[2], mp.by_joint.get(f"{side}_foot"), heel, toe, opt.ik_blend)
+        if goal is not None:
+            goals[side] = (*bones, *goal)
+    return goals, contact_frames
+
+
+def _solve_legs(mp: _Mapping, desired: dict[int, np.ndarray], R, H, shift, goals: dict, n: int, blend: int):
+    """Thigh and shin rotations that reach the leg goals, the hips lowered where a leg cannot.
+    Returns the posed rotations and heads, and the root's shift (N, 3), all as the new desired give."""
+    tg, root = mp.tg, mp.root
+    desired = dict(desired)
     if root is not None:
-        if has_hips:
-            now = 0.5 * (H[by_joint["left_hip"]] + H[by_joint["right_hip"]])
-        else:
-            now = H[by_joint["pelvis"]]
-        shift = goal - now
-        H = tg.shifted(H, root, shift)
+        up = tg.Q.T @ np.array([0.0, 0.0, 1.0])  # world up, armature axes
+        drop = _hip_drop(tg, H, goals, up, n, blend)
+        if drop.any():
+            shift = shift - drop[:, None] * up
+            H = tg.shifted(H, root, -drop[:, None] * up)
+    for th, sh, ft, f, target in goals.values():
+        new_th, new_sh = _two_bone_ik(H[th][f], H[sh][f], H[ft][f], target, R[th][f], R[sh][f],
+                                      R[th][f, :, 0])  # the thigh's X axis: the knee's usual hinge
+        for bone, new in ((th, new_th), (sh, new_sh)):
+            arr = np.array(np.broadcast_to(desired[bone], (n, 3, 3)))
+            arr[f] = new
+            desired[bone] = arr
+    R, H = tg.fk(desired, n, root, shift)
+    return R, H, shift
 
-    # Foot IK on contacts.
-    contact_frames: dict[str, np.ndarray] = {}
-    if opt.foot_ik and src.contacts is not None:
-        c = np.asarray(src.contacts, dtype=np.float64)
-        if c.shape != (n, 4):
-            raise ValueError(f"contacts must be (N, 4) = ({n}, 4), got {c.shape}")
-        goals = {}
-        for side, col in _SIDES:
-            bones = [by_joint.get(f"{side}_{x}") for x in ("hip", "knee", "ankle")]
-            if any(b is None for b in bones):
-                notes.append(f"{side} foot IK skipped: thigh, shin and foot must be mapped")
-                continue
-            heel = c[:, col] >= opt.contact_threshold
-            toe = c[:, col + 1] >= opt.contact_threshold
-            contact_frames[side] = heel | toe
-            goal = _ankle_goals(tg, R, H, bones[2], by_joint.get(f"{side}_foot"), heel, toe, opt.ik_blend)
-            if goal is not None:
-                goals[side] = (*bones, *goal)
-        if goals:
-            if root is not None:  # lower the hips where a leg cannot reach its planted foot
-                up = Qt.T @ np.array([0.0, 0.0, 1.0])
-                drop = _hip_drop(tg, H, goals, up, n, opt.ik_blend)
-                if drop.any():
-                    shift = shift - drop[:, None] * up
-                    H = tg.shifted(H, root, -drop[:, None] * up)
-            for th, sh, ft, f, target in goals.values():
-                new_th, new_sh = _two_bone_ik(H[th][f], H[sh][f], H[ft][f], target, R[th][f], R[sh][f],
-                                              R[th][f, :, 0])  # the thigh's X axis: the knee's usual hinge
-                for bone, new in ((th, new_th), (sh, new_sh)):
-                    arr = np.array(np.broadcast_to(desired[bone], (n, 3, 3)))
-                    arr[f] = new
-                    desired[bone] = arr
-            R, H = tg.fk(desired, n, root, shift)
 
-    keyed = list(dict.fromkeys(names[b] for _, b in pairs))
+def _result(mp: _Mapping, R, H, shift, k: float, floors: tuple[float, float], contact_frames, notes) -> RetargetResult:
+    """The keyed bones' channels: continuous quaternions and the root bone's location."""
+    tg, names = mp.tg, mp.tg.rig.names
+    keyed = list(dict.fromkeys(mp.names[b] for _, b in mp.pairs))
     quats = matrix_to_quaternion(np.stack([tg.basis(i, R) for i in keyed], axis=1))
     quats = continuous_quaternions(quats)
-    if root is not None:
-        p = int(tg.parents[root])
-        if p >= 0:
-            parent_rot = tg.L[p] @ _mT(R[p])  # (N, 3, 3): Lp · R_pᵀ
-            root_loc = np.einsum("ij,njk,nk->ni", tg.L[root].T, parent_rot, shift)
-        else:
-            root_loc = shift @ tg.L[root]
+    root_loc = None if mp.root is None else tg.location(mp.root, R, shift)
     return RetargetResult(
-        bones=[rig.names[i] for i in keyed], quaternions=quats, root_bone=root_name, root_location=root_loc,
-        scale=float(k), floor_source=floor_s, floor_target=floor_t,
-        heads={rig.names[i]: H[i] for i in keyed}, world_rotations={rig.names[i]: R[i] for i in keyed},
+        bones=[names[i] for i in keyed], quaternions=quats, root_bone=mp.root_name, root_location=root_loc,
+        scale=float(k), floor_source=floors[0], floor_target=floors[1],
+        heads={names[i]: H[i] for i in keyed}, world_rotations={names[i]: R[i] for i in keyed},
         contact_frames=contact_frames, notes=notes,
     )  # fmt: skip
+
+
+def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: RetargetOptions | None = None,
+             rig_name: str = "target") -> RetargetResult:
+    """Rotations (and root location) for the target's mapped bones on every frame of ``src``."""
+    opt = options or RetargetOptions()
+    mp = _resolve(rig, bmap, rig_name)
+    tg, n = mp.tg, src.num_frames
+    P_src, G_src, Qs = _source_fk(src)  # world positions; armature-space rotation changes
+    rest_w = _source_rest_world(src)
+    M = _facing(rest_w, tg, mp.by_joint)
+    desired = _desired_rotations(mp, _rest_alignment(mp, bmap, rest_w, M), G_src, Qs, M)
+
+    notes: list[str] = []
+    floors = _floors(P_src, mp)
+    hips_t_rest = tg.world(_hip_centre(tg.t, mp.by_joint))
+    if not _has_thighs(mp.by_joint):
+        notes.append("no thighs mapped: the pelvis bone's head follows the source's hips")
+    k = _scale(opt, rest_w, mp, float(hips_t_rest[2] - floors[1]), notes)
+    goal = _root_goal(opt, tg, M, k, P_src, hips_t_rest, floors)
+
+    R, H = tg.fk(desired, n)
+    shift = None  # (N, 3) the root bone's move, target armature space
+    if mp.root is not None:
+        shift = goal - _hip_centre(H, mp.by_joint)
+        H = tg.shifted(H, mp.root, shift)
+    contact_frames: dict[str, np.ndarray] = {}
+    if opt.foot_ik and src.contacts is not None:
+        goals, contact_frames = _leg_goals(opt, src.contacts, n, mp, R, H, notes)
+        if goals:
+            R, H, shift = _solve_legs(mp, desired, R, H, shift, goals, n, opt.ik_blend)
+    return _result(mp, R, H, shift, k, floors, contact_frames, notes)
