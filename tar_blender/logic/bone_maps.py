@@ -382,6 +382,81 @@ def _normalise(name: str) -> tuple[str, str | None]:
     return low, side
 
 
+def _depths(parents: list[int], n: int) -> list[int]:
+    """Each of the n bones' distance from its root (bounded, should the parents loop)."""
+    depth = []
+    for i in range(n):
+        d, p = 0, parents[i]
+        while p >= 0 and d <= n:
+            d, p = d + 1, parents[p]
+        depth.append(d)
+    return depth
+
+
+def _classify(name: str) -> str | None:
+    """The SMPL joint (or "spine") a bone's name says it is; None for helpers and other names."""
+    low, side = _normalise(name)
+    if _SKIP.search(name.lower()) or _SKIP.search(low) or re.search(r"\d+ ?(end|nub)$|_end$", name.lower()):
+        return None
+    for part, pat in _PARTS:
+        if re.search(pat, low):
+            if (part in _SIDED) != (side is not None):  # sided parts need a side, central ones none
+                return None
+            return f"{side}_{_SIDED[part]}" if side else part
+    return None
+
+
+def _candidates(names: list[str]) -> dict[str, list[int]]:
+    """Joint (or "spine") -> the bones whose names say they are it."""
+    cands: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        joint = _classify(name)
+        if joint is not None:
+            cands.setdefault(joint, []).append(i)
+    return cands
+
+
+def _spine_chain(spine: list[int], parents: list[int]) -> list[int]:
+    """Keep one chain: each next bone a descendant of the previous (helper spines branch off)."""
+    chain = [spine[0]]
+    for i in spine[1:]:
+        p = parents[i]
+        while p >= 0 and p != chain[-1]:
+            p = parents[p]
+        if p == chain[-1]:
+            chain.append(i)
+    return chain
+
+
+def _add_spine(bones: dict[str, list[str]], spine: list[int], names: list[str], parents: list[int],
+               depth: list[int]) -> None:
+    """Fill spine1..3 from the spine bones, from the pelvis upwards (and the pelvis from the lowest
+    where no hips bone was found)."""
+    spine = sorted(spine, key=lambda i: (depth[i], i))
+    if "pelvis" not in bones and spine:  # rigs whose lowest spine bone is the hips
+        bones["pelvis"] = [names[spine.pop(0)]]
+    pelvis = bones.get("pelvis", [None])[0]
+    spine = [i for i in spine if names[i] != pelvis]
+    if not spine:
+        return
+    chain = _spine_chain(spine, parents)
+    if len(chain) > 3:  # more spine bones than SMPL has: spread over the chain, the top one is the chest
+        chain = [chain[round(k * (len(chain) - 1) / 2)] for k in range(3)]
+    for slot, i in zip(("spine1", "spine2", "spine3"), chain, strict=False):
+        bones[slot] = [names[i]]
+
+
+def _one_bone_per_joint(bones: dict[str, list[str]]) -> dict[str, list[str]]:
+    """One bone drives one joint: the first in joint order keeps it; in joint order."""
+    used: set[str] = set()
+    out: dict[str, list[str]] = {}
+    for j in JOINT_NAMES:
+        if j in bones and bones[j][0] not in used:
+            used.add(bones[j][0])
+            out[j] = bones[j]
+    return out
+
+
 def auto_map(bone_names, parents) -> tuple[BoneMap, list[str]]:
     """Match SMPL joints to bones by common names (hips/pelvis, spine/chest, neck, head, clavicle,
     upper arm, forearm, hand, thigh/up leg, shin/calf/leg, foot, toe; sides by L/R/Left/Right).
@@ -392,64 +467,13 @@ def auto_map(bone_names, parents) -> tuple[BoneMap, list[str]]:
     """
     names = list(bone_names)
     parents = [int(p) for p in parents]
-    depth = []
-    for i in range(len(names)):
-        d, p = 0, parents[i]
-        while p >= 0 and d <= len(names):
-            d, p = d + 1, parents[p]
-        depth.append(d)
-    cands: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        low, side = _normalise(name)
-        if _SKIP.search(name.lower()) or _SKIP.search(low) or re.search(r"\d+ ?(end|nub)$|_end$", name.lower()):
-            continue
-        for part, pat in _PARTS:
-            if re.search(pat, low):
-                if (part in _SIDED) != (side is not None):  # sided parts need a side, central ones none
-                    break
-                joint = f"{side}_{_SIDED[part]}" if side else part
-                cands.setdefault(joint, []).append(i)
-                break
-    bones: dict[str, list[str]] = {}
-    for joint in JOINT_NAMES:
-        if joint in cands and joint not in ("spine",):
-            best = min(cands[joint], key=lambda i: (depth[i], len(names[i]), i))
-            bones[joint] = [names[best]]
-    if "pelvis" not in bones and "spine" in cands:  # rigs whose lowest spine bone is the hips
-        lowest = min(cands["spine"], key=lambda i: (depth[i], i))
-        bones["pelvis"] = [names[lowest]]
-        cands["spine"] = [i for i in cands["spine"] if i != lowest]
-    spine = sorted(cands.get("spine", []), key=lambda i: (depth[i], i))
-    pelvis = bones.get("pelvis", [None])[0]
-    spine = [i for i in spine if names[i] != pelvis]
-    if spine:
-        # Keep one chain: each next bone a descendant of the previous (helper spines branch off).
-        chain = [spine[0]]
-        for i in spine[1:]:
-            p = parents[i]
-            while p >= 0 and p != chain[-1]:
-                p = parents[p]
-            if p == chain[-1]:
-                chain.append(i)
-        slots = ["spine1", "spine2", "spine3"]
-        if len(chain) > 3:  # more spine bones than SMPL has: spread over the chain, the top one is the chest
-            pick = [chain[round(k * (len(chain) - 1) / 2)] for k in range(3)]
-        else:
-            pick = chain
-        for slot, i in zip(slots, pick, strict=False):
-            bones[slot] = [names[i]]
-    unmapped = [j for j in JOINT_NAMES if j not in bones]
+    depth = _depths(parents, len(names))
+    cands = _candidates(names)
+    bones = {j: [names[min(cands[j], key=lambda i: (depth[i], len(names[i]), i))]]
+             for j in JOINT_NAMES if j in cands}
+    _add_spine(bones, cands.get("spine", []), names, parents, depth)
     if "pelvis" not in bones:
         raise BoneMapError("auto-map found no hips/pelvis bone; write a bone map file for this rig",
-                           missing=unmapped)
-    # One bone drives one joint: drop duplicates (keep the first in joint order).
-    used: set[str] = set()
-    for j in JOINT_NAMES:
-        if j in bones:
-            if bones[j][0] in used:
-                del bones[j]
-                unmapped.append(j)
-            else:
-                used.add(bones[j][0])
-    unmapped = [j for j in JOINT_NAMES if j not in bones]
-    return BoneMap(name="auto", bones={j: bones[j] for j in JOINT_NAMES if j in bones}), unmapped
+                           missing=[j for j in JOINT_NAMES if j not in bones])
+    bones = _one_bone_per_joint(bones)
+    return BoneMap(name="auto", bones=bones), [j for j in JOINT_NAMES if j not in bones]
