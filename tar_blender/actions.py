@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 
 from . import rig
-from .logic.keys import Curve
+from .logic.keys import Curve, _co
 from .logic.smoothing import smooth_quaternions, smooth_series
 
 __all__ = ["action_fcurves", "read_curves", "smooth_copy"]
@@ -43,13 +43,6 @@ def read_curves(obj, action=None) -> dict[tuple[str, int], tuple[np.ndarray, np.
         co = co.astype(np.float64)
         out[(fc.data_path, fc.array_index)] = (co[0::2], co[1::2], fc.group.name if fc.group else "")
     return out
-
-
-def _co(frames: np.ndarray, values: np.ndarray) -> np.ndarray:
-    co = np.empty(2 * len(frames), dtype=np.float32)
-    co[0::2] = frames
-    co[1::2] = values
-    return co
 
 
 def smooth_copy(obj, strength: float, name: str | None = None):

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import actions, rig
 from .logic.bone_maps import BoneMap, resolve_bone_map
-from .logic.keys import Curve
+from .logic.keys import Curve, _co
 from .logic.motion import MotionError, read_motion
 from .logic.retarget import RetargetOptions, RetargetResult, SourceMotion, TargetRig, retarget
 from .logic.skeleton import JOINT_NAMES
@@ -170,30 +170,25 @@ def _unique_track_name(ad, name: str) -> str:
     return f"{name}.{i:03d}"
 
 
-def retarget_armature(context, source, target, bone_map: str | BoneMap = "auto", *, take: str | None = None,
-                      options: RetargetOptions | None = None, report=None) -> Retargeted:
-    """Bake the source's motion onto ``target`` as an action in a new NLA track named ``take``.
-
-    bone_map: "rigify", "mixamo", "smpl", "auto", a built-in map name, a .json path, or a BoneMap.
-    Raises RetargetError / BoneMapError (missing bones listed in one message) before any change.
-    """
-    report = report or (lambda level, msg: None)
+def _check_target(source, target) -> None:
     if target is None or target.type != "ARMATURE":
         raise RetargetError("the target must be an armature")
     if target == source:
         raise RetargetError("the source and the target are the same armature")
-    context.view_layer.update()  # world matrices of objects just added (appended rigs) are current
+
+
+def _target_bone_map(target, bone_map: str | BoneMap) -> tuple[BoneMap, list[str]]:
+    """The bone map and its notes, checked against the target's bones (missing bones raise)."""
     names = [b.name for b in target.data.bones]
     if isinstance(bone_map, BoneMap):
-        bmap, notes = bone_map, []
-        bmap.check_rig(names, target.name)
-    else:
-        parents = [names.index(b.parent.name) if b.parent else -1 for b in target.data.bones]
-        bmap, notes = resolve_bone_map(bone_map, names, parents, rig_name=target.name)
-    src, frames = read_source(source, report)
-    take = take or take_name(source)
+        bone_map.check_rig(names, target.name)
+        return bone_map, []
+    parents = [names.index(b.parent.name) if b.parent else -1 for b in target.data.bones]
+    return resolve_bone_map(bone_map, names, parents, rig_name=target.name)
 
-    # From here on the scene changes: the map's rig settings first (they switch constraints).
+
+def _apply_settings(context, target, bmap: BoneMap) -> None:
+    """The map's pose-bone custom properties; the rig is re-evaluated, as they switch constraints."""
     pose = target.pose.bones
     for bone, props in bmap.settings.items():
         for key, value in props.items():
@@ -201,27 +196,22 @@ def retarget_armature(context, source, target, bone_map: str | BoneMap = "auto",
     if bmap.settings:
         target.update_tag()
         context.view_layer.update()
-    tgt = read_target(target)
-    result = retarget(src, tgt, bmap, options, rig_name=target.name)
-    notes = notes + result.notes
-    overridden = [n for n in result.bones if names.index(n) in tgt.copies]
-    if overridden:
-        notes.append(f"constraints drive these bones, their keys will not show: {', '.join(overridden)}")
-    for name in result.bones:
-        pose[name].rotation_mode = "QUATERNION"
+
+
+def _result_curves(result: RetargetResult, frames: np.ndarray) -> list[Curve]:
+    """The keyed bones' quaternion channels and the root bone's location channels."""
     curves = []
     for i, name in enumerate(result.bones):
         path = _bone_path(name, "rotation_quaternion")
-        for c in range(4):
-            co = np.empty(2 * len(frames), dtype=np.float32)
-            co[0::2], co[1::2] = frames, result.quaternions[:, i, c]
-            curves.append(Curve(path, c, name, co))
+        curves += [Curve(path, c, name, _co(frames, result.quaternions[:, i, c])) for c in range(4)]
     if result.root_bone is not None and result.root_location is not None:
         path = _bone_path(result.root_bone, "location")
-        for c in range(3):
-            co = np.empty(2 * len(frames), dtype=np.float32)
-            co[0::2], co[1::2] = frames, result.root_location[:, c]
-            curves.append(Curve(path, c, result.root_bone, co))
+        curves += [Curve(path, c, result.root_bone, _co(frames, result.root_location[:, c])) for c in range(3)]
+    return curves
+
+
+def _push_take(target, take: str, frames: np.ndarray, curves: list[Curve]):
+    """A new action with the curves, as a strip on a new NLA track; the active action stays as it was."""
     ad = target.animation_data or target.animation_data_create()
     previous = ad.action
     previous_slot = getattr(ad, "action_slot", None)
@@ -235,6 +225,34 @@ def retarget_armature(context, source, target, bone_map: str | BoneMap = "auto",
     ad.action = previous
     if previous is not None and previous_slot is not None and hasattr(ad, "action_slot"):
         ad.action_slot = previous_slot
+    return action, track, strip
+
+
+def retarget_armature(context, source, target, bone_map: str | BoneMap = "auto", *, take: str | None = None,
+                      options: RetargetOptions | None = None, report=None) -> Retargeted:
+    """Bake the source's motion onto ``target`` as an action in a new NLA track named ``take``.
+
+    bone_map: "rigify", "mixamo", "smpl", "auto", a built-in map name, a .json path, or a BoneMap.
+    Raises RetargetError / BoneMapError (missing bones listed in one message) before any change.
+    """
+    report = report or (lambda level, msg: None)
+    _check_target(source, target)
+    context.view_layer.update()  # world matrices of objects just added (appended rigs) are current
+    bmap, notes = _target_bone_map(target, bone_map)
+    src, frames = read_source(source, report)
+    take = take or take_name(source)
+
+    # From here on the scene changes: the map's rig settings first (they switch constraints).
+    _apply_settings(context, target, bmap)
+    tgt = read_target(target)
+    result = retarget(src, tgt, bmap, options, rig_name=target.name)
+    notes = notes + result.notes
+    overridden = [n for n in result.bones if tgt.names.index(n) in tgt.copies]
+    if overridden:
+        notes.append(f"constraints drive these bones, their keys will not show: {', '.join(overridden)}")
+    for name in result.bones:
+        target.pose.bones[name].rotation_mode = "QUATERNION"
+    action, track, strip = _push_take(target, take, frames, _result_curves(result, frames))
     target["tar_retarget_map"] = bmap.name
     context.scene.frame_set(context.scene.frame_current)
     for note in notes:
