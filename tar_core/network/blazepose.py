@@ -279,85 +279,108 @@ class TFLiteGraph(nn.Module):
         return int(pads[2, 0]), int(pads[2, 1]), int(pads[1, 0]), int(pads[1, 1])
 
     def _build(self, op: TFLiteOp, consumers: dict[int, list[TFLiteOp]]) -> list[_Step]:
-        kind, o = op.kind, op.options
-        out = op.outputs[0]
-        name = self.model.tensors[out].name
+        """The torch step for one op ([] for a PAD that its convolution takes over)."""
+        kind, name = op.kind, self.model.tensors[op.outputs[0]].name
         if kind not in self.SUPPORTED:
             raise NotImplementedError(f"TFLite op {kind} ({name}) is not supported by the torch port")
-        x = op.inputs[0]
         if kind == "PAD":
-            pad = self._pad_of(op)
-            users = consumers.get(out, [])
-            symmetric = pad[0] == pad[1] and pad[2] == pad[3]
-            if (symmetric and len(users) == 1 and users[0].kind in ("CONV_2D", "DEPTHWISE_CONV_2D")
-                    and users[0].options["padding"] == "VALID" and out not in self._outputs):
-                self._folded_pads[out] = pad
-                return []  # the convolution pads instead
-            return [_Step(kind, (x,), out, partial(_run_pad, pad=pad), name)]
-
+            return self._pad_step(op, consumers, name)
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            w = self._consts[op.inputs[1]]  # conv: (O, kh, kw, I); depthwise: (1, kh, kw, C * multiplier)
-            b = self._consts.get(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-            cin = self._shape(x)[3]
-            if kind == "CONV_2D":
-                weight = w.transpose(0, 3, 1, 2)  # (O, I, kh, kw)
-                groups = 1
-            else:
-                weight = w[0].transpose(2, 0, 1)[:, None]  # (C * m, 1, kh, kw)
-                groups = cin
-            kh, kw = weight.shape[2:]
-            sh, sw = o["stride_h"], o["stride_w"]
-            dh, dw = o["dilation_h"], o["dilation_w"]
-            source = x
-            padding = (0, 0)
-            explicit = None  # (left, right, top, bottom) padded before the conv
-            if x in self._folded_pads:  # PAD -> VALID conv with a symmetric pad: the conv pads
-                left, _, top, _ = self._folded_pads[x]
-                padding = (top, left)
-                source = next(p.inputs[0] for p in self._ops if p.outputs[0] == x)
-            if o["padding"] == "SAME":
-                in_h, in_w = self._shape(x)[1:3]
-                top, bottom = _same_padding(in_h, kh, sh, dh)
-                left, right = _same_padding(in_w, kw, sw, dw)
-                if top == bottom and left == right:
-                    padding = (top, left)
-                else:  # asymmetric (stride 2 on an even size): pad explicitly, then a VALID conv
-                    explicit = (left, right, top, bottom)
-            w_name, b_name = f"w{op.index}", None if b is None else f"b{op.index}"
-            self._buffer(w_name, weight)
-            if b is not None:
-                self._buffer(b_name, b)
-            conv = partial(_run_conv, w_name=w_name, b_name=b_name, stride=(sh, sw), padding=padding,
-                           dilation=(dh, dw), groups=groups, explicit=explicit, act=o["activation"])
-            return [_Step(kind, (source,), out, conv, name)]
-
+            return [self._conv_step(op, name)]
         if kind == "ADD":
-            a, b = op.inputs
-            if self._shape(a) != self._shape(b):
-                raise NotImplementedError(f"ADD with broadcasting ({name})")
-            act = o["activation"]
-            step = _Step(kind, (a, b), out, partial(_run_add, act=act), name)
-            step.fn_inplace = partial(_run_add_inplace, act=act)
-            return [step]
-
+            return [self._add_step(op, name)]
         if kind == "RESIZE_BILINEAR":
-            size = tuple(int(v) for v in self._consts[op.inputs[1]])
-            # torch's align_corners=False is TFLite's half-pixel rule; TFLite's legacy rule (neither) has no twin.
-            if not (o["align_corners"] or o["half_pixel_centers"]):
-                raise NotImplementedError(f"RESIZE_BILINEAR without half-pixel centres ({name})")
-            return [_Step(kind, (x,), out, partial(_run_resize, size=size, align_corners=o["align_corners"]), name)]
-
+            return [self._resize_step(op, name)]
         if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            kh, kw, sh, sw = o["filter_h"], o["filter_w"], o["stride_h"], o["stride_w"]
-            if o["padding"] != "VALID" or o["activation"] != "NONE":
-                raise NotImplementedError(f"{kind} with {o['padding']} padding / {o['activation']} ({name})")
-            return [_Step(kind, (x,), out, partial(_run_pool, kernel=(kh, kw), stride=(sh, sw), kind=kind), name)]
-
+            return [self._pool_step(op, name)]
+        x, out = op.inputs[0], op.outputs[0]
         if kind == "RESHAPE":
             return [_Step(kind, (x,), out, partial(_run_reshape, shape=self._shape(out)), name)]
         if kind == "LOGISTIC":
             return [_Step(kind, (x,), out, _run_sigmoid, name)]
         return [_Step(kind, (x,), out, partial(_run_activation, act=kind), name)]
+
+    def _pad_step(self, op: TFLiteOp, consumers: dict[int, list[TFLiteOp]], name: str) -> list[_Step]:
+        """A zero PAD, or none where its only reader is a VALID convolution and the pad is symmetric:
+        that convolution pads instead."""
+        x, out = op.inputs[0], op.outputs[0]
+        pad = self._pad_of(op)
+        users = consumers.get(out, [])
+        symmetric = pad[0] == pad[1] and pad[2] == pad[3]
+        if (symmetric and len(users) == 1 and users[0].kind in ("CONV_2D", "DEPTHWISE_CONV_2D")
+                and users[0].options["padding"] == "VALID" and out not in self._outputs):
+            self._folded_pads[out] = pad
+            return []
+        return [_Step(op.kind, (x,), out, partial(_run_pad, pad=pad), name)]
+
+    def _conv_weight(self, op: TFLiteOp) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """Torch's weight (O, I / groups, kh, kw), the bias (O,) or None, and the groups of a convolution."""
+        w = self._consts[op.inputs[1]]  # conv: (O, kh, kw, I); depthwise: (1, kh, kw, C * multiplier)
+        b = self._consts.get(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        cin = self._shape(op.inputs[0])[3]
+        if op.kind == "CONV_2D":
+            return w.transpose(0, 3, 1, 2), b, 1  # (O, I, kh, kw)
+        return w[0].transpose(2, 0, 1)[:, None], b, cin  # (C * m, 1, kh, kw)
+
+    def _conv_padding(self, op: TFLiteOp, kernel: tuple[int, int]):
+        """(the tensor the convolution reads, torch's symmetric (top, left) padding, an explicit
+        (left, right, top, bottom) pad before it or None)."""
+        x, o = op.inputs[0], op.options
+        source, padding, explicit = x, (0, 0), None
+        if x in self._folded_pads:  # PAD -> VALID conv with a symmetric pad: the conv pads
+            left, _, top, _ = self._folded_pads[x]
+            padding = (top, left)
+            source = next(p.inputs[0] for p in self._ops if p.outputs[0] == x)
+        if o["padding"] == "SAME":
+            in_h, in_w = self._shape(x)[1:3]
+            top, bottom = _same_padding(in_h, kernel[0], o["stride_h"], o["dilation_h"])
+            left, right = _same_padding(in_w, kernel[1], o["stride_w"], o["dilation_w"])
+            if top == bottom and left == right:
+                padding = (top, left)
+            else:  # asymmetric (stride 2 on an even size): pad explicitly, then a VALID conv
+                explicit = (left, right, top, bottom)
+        return source, padding, explicit
+
+    def _conv_step(self, op: TFLiteOp, name: str) -> _Step:
+        """A (depthwise) convolution, its weights in buffers named after the op."""
+        o = op.options
+        weight, bias, groups = self._conv_weight(op)
+        source, padding, explicit = self._conv_padding(op, weight.shape[2:])
+        w_name, b_name = f"w{op.index}", None if bias is None else f"b{op.index}"
+        self._buffer(w_name, weight)
+        if bias is not None:
+            self._buffer(b_name, bias)
+        conv = partial(_run_conv, w_name=w_name, b_name=b_name, stride=(o["stride_h"], o["stride_w"]),
+                       padding=padding, dilation=(o["dilation_h"], o["dilation_w"]), groups=groups,
+                       explicit=explicit, act=o["activation"])
+        return _Step(op.kind, (source,), op.outputs[0], conv, name)
+
+    def _add_step(self, op: TFLiteOp, name: str) -> _Step:
+        """A sum of two same-shape tensors; its in-place twin is chosen later, where an operand dies."""
+        a, b = op.inputs
+        if self._shape(a) != self._shape(b):
+            raise NotImplementedError(f"ADD with broadcasting ({name})")
+        act = op.options["activation"]
+        step = _Step(op.kind, (a, b), op.outputs[0], partial(_run_add, act=act), name)
+        step.fn_inplace = partial(_run_add_inplace, act=act)
+        return step
+
+    def _resize_step(self, op: TFLiteOp, name: str) -> _Step:
+        o = op.options
+        size = tuple(int(v) for v in self._consts[op.inputs[1]])
+        # torch's align_corners=False is TFLite's half-pixel rule; TFLite's legacy rule (neither) has no twin.
+        if not (o["align_corners"] or o["half_pixel_centers"]):
+            raise NotImplementedError(f"RESIZE_BILINEAR without half-pixel centres ({name})")
+        resize = partial(_run_resize, size=size, align_corners=o["align_corners"])
+        return _Step(op.kind, (op.inputs[0],), op.outputs[0], resize, name)
+
+    def _pool_step(self, op: TFLiteOp, name: str) -> _Step:
+        kind, o = op.kind, op.options
+        if o["padding"] != "VALID" or o["activation"] != "NONE":
+            raise NotImplementedError(f"{kind} with {o['padding']} padding / {o['activation']} ({name})")
+        pool = partial(_run_pool, kernel=(o["filter_h"], o["filter_w"]), stride=(o["stride_h"], o["stride_w"]),
+                       kind=kind)
+        return _Step(kind, (op.inputs[0],), op.outputs[0], pool, name)
 
     # ------------------------------------------------------------------------------------- running
     @torch.no_grad()
