@@ -206,7 +206,26 @@ class TFLiteGraph(nn.Module):
             raise ValueError(f"expected a graph with one input, got {len(model.inputs)}")
         self._input = model.inputs[0]
         self._consts = self._constants()
+        self._ops = self._needed_ops()
 
+        # A zero PAD whose only reader is a VALID convolution becomes that convolution's padding when symmetric.
+        consumers: dict[int, list[TFLiteOp]] = {}
+        for op in self._ops:
+            for i in op.inputs:
+                consumers.setdefault(i, []).append(op)
+        self._steps: list[_Step] = []
+        self._folded_pads: dict[int, tuple[int, int, int, int]] = {}  # pad output -> (left, right, top, bottom)
+        for op in self._ops:
+            self._steps.extend(self._build(op, consumers))
+        self._free_after = self._last_uses()
+        self._sum_in_place()
+        # Weights now live in buffers; the parsed model is no longer needed.
+        self._consts, self._ops, self.model = {}, [], None
+
+    # ------------------------------------------------------------------------------------- building
+    def _needed_ops(self) -> list[TFLiteOp]:
+        """The ops the outputs depend on, in the graph's order."""
+        model = self.model
         producer = {o: op for op in model.ops for o in op.outputs}
         needed: set[int] = set()
         stack = list(self._outputs)
@@ -218,28 +237,21 @@ class TFLiteGraph(nn.Module):
             if t not in producer:
                 raise ValueError(f"tensor {model.tensors[t].name!r} has no producer")
             stack.extend(producer[t].inputs)
-        ops = [op for op in model.ops if op.outputs[0] in needed]
-        self._ops = ops
+        return [op for op in model.ops if op.outputs[0] in needed]
 
-        # A zero PAD whose only reader is a VALID convolution becomes that convolution's padding when symmetric.
-        consumers: dict[int, list[TFLiteOp]] = {}
-        for op in ops:
-            for i in op.inputs:
-                consumers.setdefault(i, []).append(op)
-        self._steps: list[_Step] = []
-        self._folded_pads: dict[int, tuple[int, int, int, int]] = {}  # pad output -> (left, right, top, bottom)
-        for op in ops:
-            self._steps.extend(self._build(op, consumers))
-        # Values are dropped after their last use (peak memory at batch 16 stays modest).
+    def _last_uses(self) -> list[list[int]]:
+        """Per step the values it reads for the last time, dropped after it (peak memory at batch 16
+        stays modest); the outputs are kept."""
         last_use: dict[int, int] = {}
         for k, s in enumerate(self._steps):
             for i in s.inputs:
                 last_use[i] = k
         keep = set(self._outputs)
-        self._free_after = [[i for i in s.inputs if last_use.get(i) == k and i not in keep]
-                            for k, s in enumerate(self._steps)]
-        # A sum may overwrite an operand that dies with it, when that operand is a fresh tensor (not the
-        # graph input, not a view such as a reshape's output).
+        return [[i for i in s.inputs if last_use.get(i) == k and i not in keep] for k, s in enumerate(self._steps)]
+
+    def _sum_in_place(self) -> None:
+        """A sum may overwrite an operand that dies with it, when that operand is a fresh tensor (not
+        the graph input, not a view such as a reshape's output)."""
         fresh_kinds = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESIZE_BILINEAR")
         fresh = {s.output for s in self._steps if s.kind in fresh_kinds}
         for s, free in zip(self._steps, self._free_after, strict=True):
@@ -249,10 +261,7 @@ class TFLiteGraph(nn.Module):
                     s.inputs = (b, a)
                 if s.inputs[0] in free and s.inputs[0] in fresh and a != b:
                     s.fn = s.fn_inplace
-        # Weights now live in buffers; the parsed model is no longer needed.
-        self._consts, self._ops, self.model = {}, [], None
 
-    # ------------------------------------------------------------------------------------- building
     def _constants(self) -> dict[int, np.ndarray]:
         """Constant tensors as float32/int32 arrays: stored data, plus the DEQUANTIZE outputs of them."""
         consts = {t.index: t.data for t in self.model.tensors if t.data is not None}
