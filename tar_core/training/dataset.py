@@ -15,7 +15,23 @@ from tar_core.errors import DatasetError
 from tar_core.geometry.cropping import normalize
 from tar_core.geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["ClipDataset"]
+__all__ = ["ClipDataset", "cached_npz"]
+
+
+def cached_npz(cache: OrderedDict[int, dict], c: int, path: Path, keys: Sequence[str], sized: str,
+               budget: int) -> dict:
+    """The arrays ``keys`` of file number ``c``, through ``cache``. Decompressing a file costs ~5x an
+    item and random sampling touches every file: keep as many as fit ``budget`` bytes (counted on the
+    array ``sized``), at least the newest one, dropping the least recently used."""
+    if c in cache:
+        cache.move_to_end(c)
+        return cache[c]
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in keys}
+    cache[c] = data
+    while len(cache) > 1 and sum(v[sized].nbytes for v in cache.values()) > budget:
+        cache.popitem(last=False)
+    return data
 
 
 class ClipDataset(Dataset):
@@ -63,18 +79,8 @@ class ClipDataset(Dataset):
         return c, k - int(self.starts[c])
 
     def _clip(self, c: int) -> dict:
-        if c in self._cache:
-            self._cache.move_to_end(c)
-            return self._cache[c]
-        with np.load(self.paths[c], allow_pickle=False) as z:
-            clip = {k: z[k] for k in ("crops", "center", "box_size", "K", "poses", "betas", "joints_cam",
-                                      "joints_2d")}  # fmt: skip
-        self._cache[c] = clip
-        # Decompressing a clip costs ~5x an item; keep as many as fit the byte budget (random sampling
-        # touches every clip), at least the newest one.
-        while len(self._cache) > 1 and sum(v["crops"].nbytes for v in self._cache.values()) > self.cache_bytes:
-            self._cache.popitem(last=False)
-        return clip
+        keys = ("crops", "center", "box_size", "K", "poses", "betas", "joints_cam", "joints_2d")
+        return cached_npz(self._cache, c, self.paths[c], keys, "crops", self.cache_bytes)
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         c, f = self.locate(int(k))

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from tar_core.errors import DatasetError
 from tar_core.training.augment import augment_item
-from tar_core.training.dataset import ClipDataset
+from tar_core.training.dataset import ClipDataset, cached_npz
 from tar_core.util.atomic import atomic_path
 
 __all__ = ["LABEL_KEYS", "CachedWindows", "cache_features", "cache_file"]
@@ -119,15 +119,8 @@ class CachedWindows(Dataset):
         return int(self.starts[-1])
 
     def _file(self, c: int) -> dict:
-        if c in self._cache:
-            self._cache.move_to_end(c)
-            return self._cache[c]
-        with np.load(self.paths[c], allow_pickle=False) as z:
-            data = {k: z[k] for k in ("global_vec", "local_map", *LABEL_KEYS)}
-        self._cache[c] = data
-        while len(self._cache) > 1 and sum(v["local_map"].nbytes for v in self._cache.values()) > self.cache_bytes:
-            self._cache.popitem(last=False)
-        return data
+        keys = ("global_vec", "local_map", *LABEL_KEYS)
+        return cached_npz(self._cache, c, self.paths[c], keys, "local_map", self.cache_bytes)
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         if not 0 <= k < len(self):
