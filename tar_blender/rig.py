@@ -77,8 +77,11 @@ def build_body_mesh(collection, name: str, body: BodyArrays, betas: np.ndarray, 
     return obj
 
 
-def build_camera(collection, name: str, K: np.ndarray, width: int, height: int, scene, video: str | None = None):
-    """A camera reproducing K at the origin looking along +Y (+Z up), the clip as its background."""
+def build_camera(collection, name: str, K: np.ndarray, width: int, height: int, scene, video: str | None = None,
+                 *, clip_start: int = 1, set_render: bool = True):
+    """A camera reproducing K at the origin looking along +Y (+Z up), the clip as its background,
+    its first frame at scene frame ``clip_start``. ``set_render``: the scene's render size and pixel
+    aspect become the clip's (the camera matches K only at that size)."""
     s = camera_settings(K, width, height)
     data = bpy.data.cameras.new(name)
     data.sensor_fit = s["sensor_fit"]
@@ -89,12 +92,15 @@ def build_camera(collection, name: str, K: np.ndarray, width: int, height: int, 
     obj = bpy.data.objects.new(name, data)
     collection.objects.link(obj)
     obj.rotation_euler = CAMERA_EULER
-    scene.render.resolution_x, scene.render.resolution_y = s["resolution"]
-    scene.render.resolution_percentage = 100
-    scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = s["pixel_aspect"]
+    obj["tar_resolution"] = list(s["resolution"])
+    if set_render:
+        scene.render.resolution_x, scene.render.resolution_y = s["resolution"]
+        scene.render.resolution_percentage = 100
+        scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = s["pixel_aspect"]
     if video:
         try:
-            clip = bpy.data.movieclips.load(video, check_existing=True)
+            clip = bpy.data.movieclips.load(video, check_existing=False)  # own start frame per take
+            clip.frame_start = int(clip_start)
             bg = data.background_images.new()
             bg.source = "MOVIE_CLIP"
             bg.clip = clip

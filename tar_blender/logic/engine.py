@@ -136,6 +136,22 @@ class EngineRun:
                 self.proc.kill()
         return self.wait()
 
+    # Non-blocking stop, for the UI (``cancel`` above waits for the engine).
+    def interrupt(self) -> None:
+        """Send the engine SIGINT and return at once; it flushes the people it finished and exits."""
+        self.cancelled = True
+        if self.running:
+            try:
+                self.proc.send_signal(signal.SIGINT if os.name == "posix" else signal.CTRL_BREAK_EVENT)
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        """Stop the engine now (SIGKILL), e.g. when the file it captures for is closed."""
+        self.cancelled = True
+        if self.running:
+            self.proc.kill()
+
     def failure_message(self) -> str | None:
         """What went wrong, in the engine's words; None if it succeeded."""
         rc = self.returncode
