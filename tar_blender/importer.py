@@ -67,12 +67,14 @@ def push_take(obj, action, take: str, frame_start: int, frame_end: int):
 
 
 def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True, set_scene: str = "AUTO",
-         at_playhead: bool = True, set_camera: str = "AUTO", target=None, take_clip: str | None = None,
-         video: str | None = None, smpl_path: str | None = None, report=None) -> ImportResult:
+         at_playhead: bool = True, start_frame: int | None = None, set_camera: str = "AUTO", target=None,
+         take_clip: str | None = None, video: str | None = None, smpl_path: str | None = None,
+         report=None) -> ImportResult:
     """Import motion files: per person a take on an armature (+ skinned mesh), one camera for the clip.
 
     Timing: keys at ``start + t x fps`` for the rows' real times ``t``; ``start`` is the playhead
-    (``at_playhead``) or the scene's start frame. set_scene "AUTO" takes the clip's fps and frame
+    (``at_playhead``; ``start_frame`` stands for it, e.g. where it was when a capture began) or the
+    scene's start frame. set_scene "AUTO" takes the clip's fps and frame
     range when nothing in the scene is animated; "YES", "NO". set_camera "AUTO" makes the clip's
     camera the scene camera (and sets the render size) only when the scene has none; "YES", "NO".
     target: an armature with the SMPL layout that receives the (first) person as a new take instead
@@ -92,8 +94,9 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
         if m.body_model not in bodies:
             bodies[m.body_model] = load_body_arrays(m.body_model, smpl_path)
     use_clip = set_scene == "YES" or (set_scene == "AUTO" and not scene_has_animation(scene))
+    playhead = scene.frame_current if start_frame is None else start_frame
     timing = plan_timing([m.frame_times for m in motions], motions[0].fps, scene.render.fps / scene.render.fps_base,
-                         playhead=scene.frame_current, scene_start=scene.frame_start, use_clip_timing=use_clip,
+                         playhead=playhead, scene_start=scene.frame_start, use_clip_timing=use_clip,
                          at_playhead=at_playhead)
     if timing.scene_fps is not None:
         scene.render.fps, scene.render.fps_base = timing.scene_fps
