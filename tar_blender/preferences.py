@@ -85,7 +85,7 @@ def _validator(prop: str, check):
             finally:
                 _REVERTING.discard(prop)
             print(f"TAR Mocap: {reason}")
-            wm = context.window_manager if context else None
+            wm = context.window_manager if context and not bpy.app.background else None
             if wm is not None and getattr(context, "window", None) is not None:
                 wm.popup_menu(lambda menu, _c: menu.layout.label(text=reason), title="Refused", icon="ERROR")
     return update
