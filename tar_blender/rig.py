@@ -113,7 +113,10 @@ def build_camera(collection, name: str, K: np.ndarray, width: int, height: int, 
 
 
 def write_curves(obj, action_name: str, curves: list[Curve]):
-    """Create the object's action and fill every fcurve in one bulk write each."""
+    """Create the object's action and fill every fcurve in one bulk write each.
+
+    The keys come sorted and LINEAR, which never reads handles: no ``fc.update()`` (its handle
+    pass was half of an 18,000-frame import). Any later edit in Blender recomputes them."""
     ad = obj.animation_data or obj.animation_data_create()
     action = bpy.data.actions.new(action_name)
     ad.action = action
@@ -126,6 +129,5 @@ def write_curves(obj, action_name: str, curves: list[Curve]):
         n = len(c.co) // 2
         fc.keyframe_points.add(n)
         fc.keyframe_points.foreach_set("co", c.co)
-        fc.keyframe_points.foreach_set("interpolation", np.full(n, _LINEAR, dtype=np.int32))
-        fc.update()
+        fc.keyframe_points.foreach_set("interpolation", np.full(n, _LINEAR, dtype=np.uint8))  # uint8: raw, 30x faster
     return action
