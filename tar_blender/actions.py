@@ -96,8 +96,8 @@ def smooth_copy(obj, strength: float, name: str | None = None):
     for (path, index), (frames, _values, group) in curves.items():
         if (path, index) in done:
             continue
-        quat = [curves.get((path, c)) for c in range(4)]
-        if path.endswith("rotation_quaternion") and all(q is not None for q in quat) and all(
+        quat = [q for c in range(4) if (q := curves.get((path, c))) is not None]
+        if path.endswith("rotation_quaternion") and len(quat) == 4 and all(
                 len(q[0]) == len(frames) and np.array_equal(q[0], frames) for q in quat):
             q = smooth_quaternions(np.stack([c[1] for c in quat], axis=1), strength)
             out += [Curve(path, c, group, _co(frames, q[:, c])) for c in range(4)]

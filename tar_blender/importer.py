@@ -23,7 +23,7 @@ class ImportResult:
     def __init__(self):
         self.armatures: list = []
         self.meshes: list = []
-        self.camera = None
+        self.camera: bpy.types.Object | None = None
         self.motions: list[MotionData] = []
         self.timing: Timing | None = None
 
@@ -95,7 +95,8 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
             bodies[m.body_model] = load_body_arrays(m.body_model, smpl_path)
     use_clip = set_scene == "YES" or (set_scene == "AUTO" and not scene_has_animation(scene))
     playhead = scene.frame_current if start_frame is None else start_frame
-    timing = plan_timing([m.frame_times for m in motions], motions[0].fps, scene.render.fps / scene.render.fps_base,
+    spans = [(float(m.frame_times[0]), float(m.frame_times[-1])) for m in motions]
+    timing = plan_timing(spans, motions[0].fps, scene.render.fps / scene.render.fps_base,
                          playhead=playhead, scene_start=scene.frame_start, use_clip_timing=use_clip,
                          at_playhead=at_playhead)
     if timing.scene_fps is not None:

@@ -70,7 +70,8 @@ class TAR_OT_import_motion(bpy.types.Operator, ImportHelper):
                                          "the motion; the raw action is kept. 0 = off")
 
     def execute(self, context):
-        paths = [str(Path(self.directory) / f.name) for f in self.files if f.name] or [self.filepath]
+        paths = [str(Path(self.directory) / f.name) for f in self.files if f.name] or [
+            self.filepath]  # pyright: ignore[reportAttributeAccessIssue] (ImportHelper's property)
         prefs = addon_prefs(context)
         try:
             target = context.active_object if self.apply_to_selected else None
@@ -117,7 +118,7 @@ def _clip_size(clip: str) -> tuple[int, int]:
         movie = bpy.data.movieclips.load(clip, check_existing=True)
     except RuntimeError:
         raise ValueError(f"cannot read the size of {Path(clip).name}: use Focal Length Auto") from None
-    width, height = int(movie.size[0]), int(movie.size[1])
+    width, height = (int(v) for v in movie.size)  # pyright: ignore[reportGeneralTypeIssues]
     if movie.users == 0:
         bpy.data.movieclips.remove(movie)
     if width <= 0 or height <= 0:
@@ -322,6 +323,8 @@ class TAR_OT_capture(bpy.types.Operator):
             _ACTIVE["cancel"] = True
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
+        if self.job is None:
+            return {"CANCELLED"}
         state = self.job.step(context)
         _redraw(context)
         if state == "RUNNING":
@@ -427,6 +430,7 @@ class TAR_OT_setup_engine(bpy.types.Operator):
         return self.execute(context)
 
     def draw(self, context):
+        assert self.layout is not None
         col = self.layout.column()
         col.label(text="Setting up the engine downloads torch and its packages (about 1 GB).")
         col.label(text="Blender's online access is off.")
@@ -480,7 +484,7 @@ def _check_result(run: EngineRun, events: list[dict]) -> tuple[str, bool]:
     pk = info.get("packages", {})
     have = ", ".join(f"{k} {v}" for k, v in pk.items() if v)
     missing = info.get("missing", [])
-    cuda = {True: "CUDA GPU", False: "CPU only"}.get(info.get("cuda"), "no torch")
+    cuda = {True: "CUDA GPU", False: "CPU only", None: "no torch"}[info.get("cuda")]
     text = f"Python {info.get('version')} ({cuda}): {have}"
     if missing:
         return _no_engine(f"{text}; missing {'; '.join(missing)}"), True
@@ -583,6 +587,8 @@ class TAR_OT_smooth_motion(bpy.types.Operator):
 
     def execute(self, context):
         obj = context.active_object
+        if obj is None:
+            return {"CANCELLED"}
         raw = bpy.data.actions.get(obj.get("tar_raw_action", ""))
         if raw is not None:  # smooth the raw motion again, not the last smoothed copy
             actions.set_current_action(obj, raw)
@@ -601,7 +607,7 @@ CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_cancel_capture, TAR_OT_s
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)  # pyright: ignore[reportArgumentType] (stub: no self)
     bpy.app.handlers.load_pre.append(_on_load_pre)
     atexit.register(_on_exit)
 
@@ -611,6 +617,6 @@ def unregister():
     atexit.unregister(_on_exit)
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
-    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)  # pyright: ignore[reportArgumentType]
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -17,6 +17,7 @@ class TAR_PT_capture(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        assert layout is not None  # always set while drawing
         s = context.scene.tar_capture
         layout.prop(s, "clip")
         layout.prop(s, "engine")
@@ -65,6 +66,7 @@ class TAR_PT_retarget(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        assert layout is not None  # always set while drawing
         s = context.scene.tar_retarget
         layout.prop(s, "source")
         layout.prop(s, "target")

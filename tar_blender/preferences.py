@@ -121,6 +121,8 @@ class TAR_AddonPreferences(bpy.types.AddonPreferences):
         from .operators import draw_engine_status
 
         layout = self.layout
+
+        assert layout is not None  # always set while drawing
         layout.prop(self, "python_path")
         _error(layout, self.python_path_error)
         draw_engine_status(layout, context)

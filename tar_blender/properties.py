@@ -92,13 +92,13 @@ class TAR_RetargetSettings(bpy.types.PropertyGroup):
 
 def register():
     bpy.utils.register_class(TAR_CaptureSettings)
-    bpy.types.Scene.tar_capture = PointerProperty(type=TAR_CaptureSettings)
+    setattr(bpy.types.Scene, "tar_capture", PointerProperty(type=TAR_CaptureSettings))  # noqa: B010 (typed stubs)
     bpy.utils.register_class(TAR_RetargetSettings)
-    bpy.types.Scene.tar_retarget = PointerProperty(type=TAR_RetargetSettings)
+    setattr(bpy.types.Scene, "tar_retarget", PointerProperty(type=TAR_RetargetSettings))  # noqa: B010
 
 
 def unregister():
-    del bpy.types.Scene.tar_retarget
+    delattr(bpy.types.Scene, "tar_retarget")
     bpy.utils.unregister_class(TAR_RetargetSettings)
-    del bpy.types.Scene.tar_capture
+    delattr(bpy.types.Scene, "tar_capture")
     bpy.utils.unregister_class(TAR_CaptureSettings)

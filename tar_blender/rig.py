@@ -43,6 +43,7 @@ def build_armature(collection, name: str, rest_joints: np.ndarray):
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")
         view_layer.objects.active = prev_active
+    assert obj.pose is not None  # an armature object has a pose
     for pb in obj.pose.bones:
         pb.rotation_mode = "QUATERNION"
     return obj
@@ -73,6 +74,7 @@ def build_body_mesh(collection, name: str, body: BodyArrays, betas: np.ndarray, 
         for w in np.unique(np.round(col[col > 1e-6], 6)):  # one call per distinct weight, not per vertex
             group.add(np.flatnonzero(np.abs(col - w) < 5e-7).tolist(), float(w), "REPLACE")
     mod = obj.modifiers.new("Armature", "ARMATURE")
+    assert isinstance(mod, bpy.types.ArmatureModifier)
     mod.object = armature
     return obj
 
@@ -125,7 +127,7 @@ def write_curves(obj, action_name: str, curves: list[Curve]):
         if ensure is not None:
             fc = ensure(obj, c.data_path, index=c.index, group_name=c.group)
         else:  # Blender 4.2 / 4.3
-            fc = action.fcurves.new(c.data_path, index=c.index, action_group=c.group)
+            fc = action.fcurves.new(c.data_path, index=c.index, action_group=c.group)  # pyright: ignore[reportAttributeAccessIssue]
         n = len(c.co) // 2
         fc.keyframe_points.add(n)
         fc.keyframe_points.foreach_set("co", c.co)

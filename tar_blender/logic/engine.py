@@ -17,6 +17,7 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EngineRun", "capture_command", "parse_event"]
 
@@ -72,7 +73,7 @@ class EngineRun:
         self.error: str | None = None
         self.done: dict | None = None
         self.cancelled = False
-        kwargs = {"start_new_session": True} if os.name == "posix" else {}
+        kwargs: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                      text=True, encoding="utf-8", errors="replace", env=env, cwd=cwd, **kwargs)
         self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
@@ -81,12 +82,14 @@ class EngineRun:
             t.start()
 
     def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None  # PIPE
         for line in self.proc.stdout:
             event = parse_event(line)
             if event is not None:
                 self.events.put(event)
 
     def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None  # PIPE
         for line in self.proc.stderr:
             self.stderr_tail.append(line.rstrip("\n"))
 

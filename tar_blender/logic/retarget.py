@@ -165,7 +165,7 @@ def _mT(a: np.ndarray) -> np.ndarray:
     return np.swapaxes(a, -1, -2)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def _smoothstep(x: np.ndarray | float) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
 
@@ -590,7 +590,9 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
             heel = c[:, col] >= opt.contact_threshold
             toe = c[:, col + 1] >= opt.contact_threshold
             contact_frames[side] = heel | toe
-            goal = _ankle_goals(tg, R, H, bones[2], by_joint.get(f"{side}_foot"), heel, toe, opt.ik_blend)
+            ankle = bones[2]
+            assert ankle is not None  # all three were found above
+            goal = _ankle_goals(tg, R, H, ankle, by_joint.get(f"{side}_foot"), heel, toe, opt.ik_blend)
             if goal is not None:
                 goals[side] = (*bones, *goal)
         if goals:
@@ -612,7 +614,7 @@ def retarget(src: SourceMotion, rig: TargetRig, bmap: BoneMap, options: Retarget
     keyed = list(dict.fromkeys(names[b] for _, b in pairs))
     quats = matrix_to_quaternion(np.stack([tg.basis(i, R) for i in keyed], axis=1))
     quats = continuous_quaternions(quats)
-    if root is not None:
+    if root is not None and shift is not None:
         p = int(tg.parents[root])
         if p >= 0:
             parent_rot = tg.L[p] @ _mT(R[p])  # (N, 3, 3): Lp · R_pᵀ

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,21 +59,21 @@ class Timing:
         return [self.start + float(t) * self.fps for t in frame_times]
 
 
-def plan_timing(times: Sequence[Sequence[float]], clip_fps: float, scene_fps: float, *, playhead: int,
+def plan_timing(spans: Sequence[tuple[float, float]], clip_fps: float, scene_fps: float, *, playhead: int,
                 scene_start: int, use_clip_timing: bool, at_playhead: bool = True) -> Timing:
     """Place a clip: its time 0 at the playhead (or at the scene's start frame: ``at_playhead=False``),
     keys at ``start + t x fps`` where fps is the clip's when ``use_clip_timing`` (the scene takes it
     and the clip's frame range), else the scene's own fps.
 
-    ``times``: each person's ``frame_times`` (seconds from the clip start).
+    ``spans``: each person's first and last row time (seconds from the clip start).
     """
-    if not times or not all(len(t) for t in times):
+    if not spans:
         raise ValueError("no frame times to place")
     start = float(playhead if at_playhead else scene_start)
     fps_pair = fps_settings(clip_fps) if use_clip_timing else None
     fps = fps_pair[0] / fps_pair[1] if fps_pair else float(scene_fps)
-    first = start + min(float(t[0]) for t in times) * fps
-    last = start + max(float(t[-1]) for t in times) * fps
+    first = start + min(float(t0) for t0, _ in spans) * fps
+    last = start + max(float(t1) for _, t1 in spans) * fps
     lo, hi = frame_range(first, last)
     return Timing(start=start, fps=fps, first=first, last=last, frame_start=lo, frame_end=hi, scene_fps=fps_pair)
 
@@ -173,8 +174,6 @@ def check_smpl_file(path: str) -> str | None:
     if not p.is_file():
         return f"{p}: file not found"
     try:
-        import zipfile
-
         with zipfile.ZipFile(p) as z:
             names = {n.removesuffix(".npy") for n in z.namelist()}
     except (OSError, zipfile.BadZipFile):

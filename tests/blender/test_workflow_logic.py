@@ -41,15 +41,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_timing_192_frames_at_1001_covers_exactly_the_clip():
     times = np.arange(192) / 30.0
-    t = plan_timing([times], 30.0, 24.0, playhead=1001, scene_start=1, use_clip_timing=True)
+    span = (times[0], times[-1])
+    t = plan_timing([span], 30.0, 24.0, playhead=1001, scene_start=1, use_clip_timing=True)
     assert t.scene_fps == (30, 1.0) and t.start == 1001 and (t.frame_start, t.frame_end) == (1001, 1192)
     assert t.frames([times[-1]])[0] == pytest.approx(1192)
     # Keeping the scene's 24 fps: keys at real times, the range still covers them exactly.
-    t = plan_timing([times], 30.0, 24.0, playhead=1, scene_start=1, use_clip_timing=False)
+    t = plan_timing([span], 30.0, 24.0, playhead=1, scene_start=1, use_clip_timing=False)
     assert t.scene_fps is None and t.last == pytest.approx(1 + 191 * 0.8) and t.frame_end == math.ceil(1 + 191 * 0.8)
     # Original time: clip time 0 at the scene's start frame, whatever the playhead.
-    t = plan_timing([times[10:], times[:50]], 30.0, 30.0, playhead=300, scene_start=5, use_clip_timing=False,
-                    at_playhead=False)
+    spans = [(times[10], times[-1]), (times[0], times[49])]
+    t = plan_timing(spans, 30.0, 30.0, playhead=300, scene_start=5, use_clip_timing=False, at_playhead=False)
     assert t.start == 5 and t.first == 5 and t.last == pytest.approx(5 + 191)
 
 
