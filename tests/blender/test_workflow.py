@@ -335,3 +335,24 @@ def test_setup_failure_shows_pips_reason_and_leaves_no_environment(tmp_path, mon
     assert "Installing torch" in msg and "ERROR:" in msg and "torch==2.13.0" in msg, msg
     assert not venv.exists()  # the half-made environment is gone
     assert operators._SETUP["error"] and "failed" in operators._SETUP["message"]
+
+
+def test_check_engine_reports_what_is_missing(tmp_path, monkeypatch):
+    fake = tmp_path / "python_without_numpy"
+    fake.write_text(f"#!{sys.executable}\nimport sys\n"
+                    "print(\"ModuleNotFoundError: No module named 'numpy'\", file=sys.stderr)\nsys.exit(1)\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("TAR_PYTHON", str(fake))
+    with pytest.raises(RuntimeError, match="Set up engine"):
+        bpy.ops.tar.check_engine()
+    assert operators._SETUP["error"] and "No module named 'numpy'" in operators._SETUP["message"]
+    # An interpreter that answers: its packages are listed, what it lacks is named.
+    answer = tmp_path / "python_partial"
+    answer.write_text(f"#!{sys.executable}\nimport json\nprint(json.dumps({{'event': 'check', 'version': '3.11.7', "
+                      "'packages': {'numpy': '1.26.4', 'torch': None}, 'missing': ['torch (ModuleNotFoundError)'], "
+                      "'cuda': None}))\n")
+    answer.chmod(answer.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("TAR_PYTHON", str(answer))
+    with pytest.raises(RuntimeError, match="missing torch"):
+        bpy.ops.tar.check_engine()
+    assert "numpy 1.26.4" in operators._SETUP["message"] and "Set up engine" in operators._SETUP["message"]
