@@ -29,7 +29,7 @@ from .logic.workflow import (
     stage_progress,
     write_cache,
 )
-from .preferences import addon_prefs, engine_configured, engine_python, engine_root, engine_venv_dir, motion_base_dir
+from .preferences import _SETUP, addon_prefs, engine_python, engine_root, engine_venv_dir, motion_base_dir
 from .properties import SCENE_TIMING
 
 # The one capture that may run at a time (Blender operators are not re-entrant per scene).
@@ -359,34 +359,6 @@ class TAR_OT_cancel_capture(bpy.types.Operator):
 # --------------------------------------------------------------------------------------------
 # Engine set-up and check: background work the panel follows through a timer.
 # --------------------------------------------------------------------------------------------
-
-_SETUP: dict = {"run": None, "check": None, "check_events": [], "message": "", "error": False}
-
-
-def draw_engine_status(layout, context) -> None:
-    """The engine row of the preferences and the panel: set-up progress, the last message, buttons."""
-    run = _SETUP["run"]
-    box = layout.box()
-    if run is not None and not run.finished:
-        frac, text = run.status()
-        if hasattr(box, "progress"):
-            box.progress(factor=frac, type="BAR", text=text)
-        else:
-            box.label(text=text)
-        box.operator("tar.cancel_setup", icon="CANCEL")
-        return
-    if _SETUP["message"]:
-        row = box.row()
-        row.alert = bool(_SETUP["error"])
-        row.label(text=_SETUP["message"], icon="ERROR" if _SETUP["error"] else "INFO")
-    if not engine_configured(context):
-        box.label(text="No engine yet: Set up engine installs it (about 1 GB from the internet)", icon="ERROR")
-    else:
-        box.label(text=f"Engine: {engine_python(context)}")
-    row = box.row()
-    row.operator("tar.setup_engine", icon="CONSOLE")
-    row.operator("tar.check_engine", icon="CHECKMARK")
-
 
 def _setup_finished(run: SetupRun) -> None:
     _SETUP["run"] = None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from .operators import _ACTIVE, _SETUP, draw_engine_status
-from .preferences import addon_prefs, engine_configured
+from .operators import _ACTIVE
+from .preferences import _SETUP, addon_prefs, draw_engine_status, engine_configured
 
 
 class TAR_PT_capture(bpy.types.Panel):

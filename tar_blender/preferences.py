@@ -67,6 +67,35 @@ def motion_base_dir(context=None) -> tuple[Path, str]:
     return base, "the add-on's user folder (save the .blend to keep motion files next to it)"
 
 
+# Engine set-up and check (operators run them): their state, drawn here and in the panel.
+_SETUP: dict = {"run": None, "check": None, "check_events": [], "message": "", "error": False}
+
+
+def draw_engine_status(layout, context) -> None:
+    """The engine row of the preferences and the panel: set-up progress, the last message, buttons."""
+    run = _SETUP["run"]
+    box = layout.box()
+    if run is not None and not run.finished:
+        frac, text = run.status()
+        if hasattr(box, "progress"):
+            box.progress(factor=frac, type="BAR", text=text)
+        else:
+            box.label(text=text)
+        box.operator("tar.cancel_setup", icon="CANCEL")
+        return
+    if _SETUP["message"]:
+        row = box.row()
+        row.alert = bool(_SETUP["error"])
+        row.label(text=_SETUP["message"], icon="ERROR" if _SETUP["error"] else "INFO")
+    if not engine_configured(context):
+        box.label(text="No engine yet: Set up engine installs it (about 1 GB from the internet)", icon="ERROR")
+    else:
+        box.label(text=f"Engine: {engine_python(context)}")
+    row = box.row()
+    row.operator("tar.setup_engine", icon="CONSOLE")
+    row.operator("tar.check_engine", icon="CHECKMARK")
+
+
 # Preferences are checked when they are set: a bad value is refused at once, with the reason.
 _REVERTING: set[str] = set()
 
@@ -118,8 +147,6 @@ class TAR_AddonPreferences(bpy.types.AddonPreferences):
     checkpoint_error: StringProperty()  # type: ignore
 
     def draw(self, context):
-        from .operators import draw_engine_status
-
         layout = self.layout
 
         assert layout is not None  # always set while drawing
