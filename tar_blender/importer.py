@@ -102,9 +102,11 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
     if timing.scene_fps is not None:
         scene.render.fps, scene.render.fps_base = timing.scene_fps
         scene.frame_start, scene.frame_end = timing.frame_start, timing.frame_end
-    elif abs(timing.fps - motions[0].fps) > 1e-3 and with_camera:
-        report("WARNING", f"the scene runs at {timing.fps:g} fps, the clip at {motions[0].fps:g}: the keys keep "
-                          "real time but the footage behind the camera plays one clip frame per scene frame")
+    elif abs(timing.fps - motions[0].fps) > 1e-3:
+        why = "the scene is animated, so it keeps its timing" if set_scene == "AUTO" else "Scene Timing: Keep"
+        report("WARNING", f"the scene runs at {timing.fps:g} fps, the clip at {motions[0].fps:g} ({why}): the keys "
+                          "keep real time, but the footage plays one clip frame per scene frame; choose Scene "
+                          "Timing: Clip's to take the clip's fps")
     clip = take_clip or clip_name(video or motions[0].provenance.get("video_path") or motions[0].path)
 
     result = ImportResult()
