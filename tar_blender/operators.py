@@ -336,7 +336,7 @@ class TAR_OT_capture(bpy.types.Operator):
 def _redraw(context=None) -> None:
     wm = (context or bpy.context).window_manager
     for window in wm.windows if wm else []:
-        for area in window.screen.areas:
+        for area in window.screen.areas if window.screen else []:
             if area.type in {"VIEW_3D", "PREFERENCES"}:
                 area.tag_redraw()
 
@@ -388,7 +388,7 @@ class TAR_OT_setup_engine(bpy.types.Operator):
     bl_idname = "tar.setup_engine"
     bl_label = "Set up engine"
 
-    allow_online: BoolProperty(name="Allow online access", default=False,  # type: ignore
+    allow_online: BoolProperty(name="Allow online access", default=False, options={"SKIP_SAVE"},  # type: ignore
                                description="Turn on Preferences → System → Network → Allow Online Access")
 
     @classmethod
