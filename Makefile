@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export BLENDER_USER_RESOURCES ?= $(CURDIR)/.venv/blender-user
 
-.PHONY: venv test test-fast test-slow lint demo sample mannequin mannequin-check clean
+.PHONY: venv test test-fast test-slow lint typecheck demo sample mannequin mannequin-check clean
 
 venv: $(STAMP)
 
@@ -29,7 +29,11 @@ test-fast: venv
 test-slow: venv
 	$(PY) -m pytest -q -m slow -p no:cacheprovider || [ $$? -eq 5 ]
 
-test: lint test-fast
+# The add-on against fake-bpy-module's stubs; settings in pyproject.toml [tool.basedpyright].
+typecheck: venv
+	$(VENV)/bin/basedpyright --pythonpath $(PY)
+
+test: lint typecheck test-fast
 
 # The built-in sample clip -> capture (keypoints engine) -> a .blend with the animated rig and camera.
 # ENGINE=tar runs the built-in demo checkpoint (tar_core/weights/, trained on synthetic renders).

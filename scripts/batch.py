@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +31,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--body", default="", help="SMPL .npz (default: the built-in mannequin)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--python", default="", help="engine interpreter (default: $TAR_PYTHON or this one)")
-    ap.add_argument("--motion-dir", default="", help="keep the engine's motion files here (default: temporary)")
+    ap.add_argument("--motion-dir", default="",
+                    help="keep the engine's motion files here (default: mocap/<clip>/ next to the --out .blend)")
     ap.add_argument("--no-mesh", action="store_true")
     ap.add_argument("--fbx", default="")
     ap.add_argument("--bvh", default="")
@@ -99,10 +99,10 @@ def retarget(args, result) -> None:
                          options=options, report=lambda level, msg: print(f"[{level.lower()}] {msg}"))
 
 
-def capture(args, tmp: str) -> list[str]:
+def capture(args, out_dir: str) -> list[str]:
     from tar_blender.logic.engine import EngineRun, capture_command, default_python
 
-    cmd = capture_command(args.python or default_python(), args.clip, tmp, engine=args.engine,
+    cmd = capture_command(args.python or default_python(), args.clip, out_dir, engine=args.engine,
                           checkpoint=args.checkpoint, body=args.body, device=args.device)
     run = EngineRun(cmd, engine_path=ROOT)
     last = None
@@ -118,7 +118,7 @@ def capture(args, tmp: str) -> list[str]:
     failure = run.failure_message()
     if failure:
         raise RuntimeError(f"engine failed: {failure}")
-    return run.outputs or sorted(str(p) for p in Path(tmp).glob("person_*.npz"))
+    return run.outputs or sorted(str(p) for p in Path(out_dir).glob("person_*.npz"))
 
 
 def export(args, result) -> None:
@@ -151,28 +151,30 @@ def main(argv: list[str]) -> int:
     bpy.ops.wm.read_homefile(use_empty=True)
     if args.clip and not Path(args.clip).is_file():
         raise FileNotFoundError(f"clip not found: {args.clip}")
-    with tempfile.TemporaryDirectory(prefix="tar-batch-") as tmp:
-        if args.motion_dir:
-            Path(args.motion_dir).mkdir(parents=True, exist_ok=True)
-        files = args.motion or capture(args, args.motion_dir or tmp)
-        if not files:
-            raise RuntimeError("the engine found no person in the clip")
-        result = importer.load(bpy.context, files, with_mesh=not args.no_mesh, set_scene="YES",
-                               video=str(Path(args.clip).resolve()) if args.clip else None,
-                               smpl_path=args.body or None,
-                               report=lambda level, msg: print(f"[{level.lower()}] {msg}"))
-        if args.smooth > 0:
-            from tar_blender import actions
+    from tar_blender.logic.workflow import clip_name
 
-            for arm in result.armatures:
-                actions.smooth_copy(arm, args.smooth)
-        if args.retarget_to:
-            retarget(args, result)
-        # Files the engine wrote live in tmp: keep the rig, drop the dangling path.
-        out = Path(args.out).resolve()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        bpy.ops.wm.save_as_mainfile(filepath=str(out))
-        export(args, result)
+    out = Path(args.out).resolve()
+    files = args.motion
+    if not files:  # the motion files stay next to the .blend that points to them (never a temporary folder)
+        motion_dir = Path(args.motion_dir) if args.motion_dir else out.parent / "mocap" / clip_name(args.clip)
+        motion_dir.mkdir(parents=True, exist_ok=True)
+        files = capture(args, str(motion_dir))
+    if not files:
+        raise RuntimeError("the engine found no person in the clip")
+    result = importer.load(bpy.context, files, with_mesh=not args.no_mesh, set_scene="YES",
+                           video=str(Path(args.clip).resolve()) if args.clip else None,
+                           smpl_path=args.body or None,
+                           report=lambda level, msg: print(f"[{level.lower()}] {msg}"))
+    if args.smooth > 0:
+        from tar_blender import actions
+
+        for arm in result.armatures:
+            actions.smooth_copy(arm, args.smooth)
+    if args.retarget_to:
+        retarget(args, result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(out))
+    export(args, result)
     print(f"wrote {out}: {len(result.armatures)} rig(s), frames {bpy.context.scene.frame_start}-"
           f"{bpy.context.scene.frame_end}")
     return 0

@@ -13,13 +13,40 @@ from . import rig
 from .logic.keys import Curve, _co
 from .logic.smoothing import smooth_quaternions, smooth_series
 
-__all__ = ["action_fcurves", "read_curves", "smooth_copy"]
+__all__ = ["action_fcurves", "current_action", "read_curves", "set_current_action", "smooth_copy"]
+
+
+def _take_strip(obj):
+    """The NLA strip that holds the object's capture take (named in ``obj["tar_take"]``), or None."""
+    ad = obj.animation_data
+    track = ad.nla_tracks.get(obj.get("tar_take", "")) if ad else None
+    return track.strips[0] if track is not None and len(track.strips) else None
+
+
+def current_action(obj):
+    """The object's motion: its active action, else the action of its capture take's NLA strip."""
+    ad = obj.animation_data
+    if ad is not None and ad.action is not None:
+        return ad.action
+    strip = _take_strip(obj)
+    return strip.action if strip is not None else None
+
+
+def set_current_action(obj, action) -> None:
+    """Put ``action`` where ``current_action`` finds it: in the take's strip when the object has one."""
+    strip = _take_strip(obj)
+    ad = obj.animation_data or obj.animation_data_create()
+    if strip is not None and ad.action in (None, action):
+        strip.action = action
+        ad.action = None
+    else:
+        ad.action = action
 
 
 def action_fcurves(obj, action=None):
-    """The fcurves that animate ``obj`` in ``action`` (default: its active one), or []."""
+    """The fcurves that animate ``obj`` in ``action`` (default: ``current_action``), or []."""
     ad = obj.animation_data
-    action = action or (ad.action if ad else None)
+    action = action or current_action(obj)
     if action is None:
         return []
     if hasattr(action, "fcurves") and not hasattr(action, "layers"):  # Blender 4.2 / 4.3
@@ -53,8 +80,7 @@ def smooth_copy(obj, strength: float, name: str | None = None):
     The raw action is kept (fake user) and named in ``obj["tar_raw_action"]``.
     Returns the new action.
     """
-    ad = obj.animation_data
-    raw = ad.action if ad else None
+    raw = current_action(obj)
     if raw is None:
         raise ValueError(f"{obj.name} has no action to smooth")
     curves = read_curves(obj)
@@ -63,8 +89,8 @@ def smooth_copy(obj, strength: float, name: str | None = None):
     for (path, index), (frames, _values, group) in curves.items():
         if (path, index) in done:
             continue
-        quat = [curves.get((path, c)) for c in range(4)]
-        if path.endswith("rotation_quaternion") and all(q is not None for q in quat) and all(
+        quat = [q for c in range(4) if (q := curves.get((path, c))) is not None]
+        if path.endswith("rotation_quaternion") and len(quat) == 4 and all(
                 len(q[0]) == len(frames) and np.array_equal(q[0], frames) for q in quat):
             q = smooth_quaternions(np.stack([c[1] for c in quat], axis=1), strength)
             out += [Curve(path, c, group, _co(frames, q[:, c])) for c in range(4)]
@@ -74,8 +100,12 @@ def smooth_copy(obj, strength: float, name: str | None = None):
             done.add((path, index))
     raw.use_fake_user = True
     obj["tar_raw_action"] = raw.name
+    ad = obj.animation_data
+    pushed = ad is not None and ad.action is None  # the raw take sits in an NLA strip
     action = rig.write_curves(obj, name or f"{raw.name}_smooth", out)
     action["tar_smoothing"] = float(strength)
+    if pushed:
+        set_current_action(obj, action)
     return action
 
 
@@ -84,5 +114,5 @@ def use_raw(obj) -> bool:
     raw = bpy.data.actions.get(obj.get("tar_raw_action", ""))
     if raw is None:
         return False
-    obj.animation_data.action = raw
+    set_current_action(obj, raw)
     return True

@@ -5,7 +5,6 @@ Operators only declare options and forward here (as Blender's own importers do).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import bpy
@@ -14,28 +13,72 @@ import numpy as np
 from . import rig
 from .logic.keys import key_frames, motion_curves
 from .logic.motion import MotionData, MotionError, read_motion
-from .logic.skeleton import load_body_arrays
+from .logic.skeleton import JOINT_NAMES, load_body_arrays
+from .logic.workflow import Timing, clip_name, frame_range, plan_timing, take_name
 
-__all__ = ["load", "ImportResult"]
+__all__ = ["ImportResult", "load", "push_take", "same_layout", "scene_has_animation"]
 
 
 class ImportResult:
     def __init__(self):
         self.armatures: list = []
         self.meshes: list = []
-        self.camera = None
+        self.camera: bpy.types.Object | None = None
         self.motions: list[MotionData] = []
+        self.timing: Timing | None = None
 
 
-def _scene_is_fresh(scene) -> bool:
-    return not any(o.type in {"ARMATURE", "MESH"} for o in scene.objects)
+def scene_has_animation(scene) -> bool:
+    """Whether anything in the scene is animated (then the scene's fps and range are the user's)."""
+    for o in scene.objects:
+        ad = o.animation_data
+        if ad is not None and (ad.action is not None or len(ad.nla_tracks)):
+            return True
+    return False
+
+
+def same_layout(obj) -> bool:
+    """An armature with the SMPL joints as bones (a rig the capture can be applied to)."""
+    return obj is not None and obj.type == "ARMATURE" and all(j in obj.data.bones for j in JOINT_NAMES)
+
+
+def _unique_track(ad, name: str) -> str:
+    have = {t.name for t in ad.nla_tracks}
+    i, out = 1, name
+    while out in have:
+        out, i = f"{name}.{i:03d}", i + 1
+    return out
+
+
+def push_take(obj, action, take: str, frame_start: int, frame_end: int):
+    """Put ``action`` as the one strip of a new NLA track named after the take, nothing held outside
+    its range, so takes stack in time; the active action slot is left empty. Returns the strip."""
+    ad = obj.animation_data or obj.animation_data_create()
+    action.use_frame_range = True
+    action.frame_start, action.frame_end = frame_start, max(frame_end, frame_start + 1)
+    track = ad.nla_tracks.new()
+    track.name = _unique_track(ad, take)
+    strip = track.strips.new(take, frame_start, action)
+    strip.extrapolation = "NOTHING"
+    ad.action = None
+    obj["tar_take"] = track.name
+    obj["tar_action"] = action.name
+    return strip
 
 
 def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True, set_scene: str = "AUTO",
-         video: str | None = None, smpl_path: str | None = None, report=None) -> ImportResult:
-    """Import motion files: per person an armature (+ skinned mesh), one camera for the clip.
+         at_playhead: bool = True, start_frame: int | None = None, set_camera: str = "AUTO", target=None,
+         take_clip: str | None = None, video: str | None = None, smpl_path: str | None = None,
+         report=None) -> ImportResult:
+    """Import motion files: per person a take on an armature (+ skinned mesh), one camera for the clip.
 
-    set_scene: "AUTO" takes the clip's fps and frame range when the scene is fresh; "YES", "NO".
+    Timing: keys at ``start + t x fps`` for the rows' real times ``t``; ``start`` is the playhead
+    (``at_playhead``; ``start_frame`` stands for it, e.g. where it was when a capture began) or the
+    scene's start frame. set_scene "AUTO" takes the clip's fps and frame
+    range when nothing in the scene is animated; "YES", "NO". set_camera "AUTO" makes the clip's
+    camera the scene camera (and sets the render size) only when the scene has none; "YES", "NO".
+    target: an armature with the SMPL layout that receives the (first) person as a new take instead
+    of a new rig. Each take is an action ``<clip>_p<id>`` on its own NLA track.
     Raises MotionError / FileNotFoundError / ValueError before touching the scene if any file is bad,
     so nothing half-imported remains.
     """
@@ -44,54 +87,91 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
     motions = [read_motion(p) for p in filepaths]  # everything is read and checked first
     if not motions:
         raise MotionError("", "file", "no motion files given")
+    if target is not None and not same_layout(target):
+        raise ValueError(f"'{target.name}' is not a rig with the SMPL layout: choose a TAR capture rig")
     bodies = {}
     for m in motions:
         if m.body_model not in bodies:
             bodies[m.body_model] = load_body_arrays(m.body_model, smpl_path)
-    if set_scene == "YES" or (set_scene == "AUTO" and _scene_is_fresh(scene)):
-        fps = motions[0].fps
-        scene.render.fps = max(1, round(fps))
-        scene.render.fps_base = scene.render.fps / fps
-        last = max(float(key_frames(m.frame_times, fps, scene.frame_start)[-1]) for m in motions)
-        scene.frame_end = max(scene.frame_start, math.ceil(last))
-    fps = scene.render.fps / scene.render.fps_base
+    use_clip = set_scene == "YES" or (set_scene == "AUTO" and not scene_has_animation(scene))
+    playhead = scene.frame_current if start_frame is None else start_frame
+    spans = [(float(m.frame_times[0]), float(m.frame_times[-1])) for m in motions]
+    timing = plan_timing(spans, motions[0].fps, scene.render.fps / scene.render.fps_base,
+                         playhead=playhead, scene_start=scene.frame_start, use_clip_timing=use_clip,
+                         at_playhead=at_playhead)
+    if timing.scene_fps is not None:
+        scene.render.fps, scene.render.fps_base = timing.scene_fps
+        scene.frame_start, scene.frame_end = timing.frame_start, timing.frame_end
+    elif abs(timing.fps - motions[0].fps) > 1e-3:
+        why = "the scene is animated, so it keeps its timing" if set_scene == "AUTO" else "Scene Timing: Keep"
+        report("WARNING", f"the scene runs at {timing.fps:g} fps, the clip at {motions[0].fps:g} ({why}): the keys "
+                          "keep real time, but the footage plays one clip frame per scene frame; choose Scene "
+                          "Timing: Clip's to take the clip's fps")
+    clip = take_clip or clip_name(video or motions[0].provenance.get("video_path") or motions[0].path)
 
     result = ImportResult()
-    stem = Path(motions[0].path).stem
-    coll = bpy.data.collections.new(f"TAR {stem}")
-    scene.collection.children.link(coll)
-    for m in motions:
+    coll = None
+    if target is None or len(motions) > 1 or with_camera:
+        coll = bpy.data.collections.new(f"TAR {clip}")
+        scene.collection.children.link(coll)
+    for i, m in enumerate(motions):
         body = bodies[m.body_model]
-        name = f"{m.body_model.upper()}_{m.track_id}"
-        rest = body.rest_joints(m.betas)
-        arm = rig.build_armature(coll, name, rest)
-        arm["tar_motion_file"] = m.path
+        take = take_name(clip, m.track_id)
+        if i == 0 and target is not None:
+            arm = target
+            rest = np.array([list(arm.data.bones[j].head_local) for j in JOINT_NAMES], dtype=np.float64)
+            shaped = body.rest_joints(m.betas)
+            if np.abs(rest - shaped).max() > 0.01:
+                report("INFO", f"{arm.name} has another body shape than {take}: its own bone lengths are kept")
+        else:
+            assert coll is not None
+            name = f"{m.body_model.upper()}_{m.track_id}"
+            rest = body.rest_joints(m.betas)
+            arm = rig.build_armature(coll, name, rest)
+            if with_mesh:
+                result.meshes.append(rig.build_body_mesh(coll, f"{name}_body", body, m.betas, arm))
+        arm["tar_motion_file"] = _stored_path(m.path)
         arm["tar_engine"] = m.engine
         arm["tar_body_model"] = m.body_model
         if m.contacts is not None:  # foot contacts for retargeting (left heel, left toe, right heel, right toe)
             arm["tar_contacts"] = m.contacts.astype(np.float64).ravel().tolist()
-        frames = key_frames(m.frame_times, fps, scene.frame_start)
-        rig.write_curves(arm, f"{name}_motion", motion_curves(m.poses, m.trans, frames, rest[0]))
+        elif "tar_contacts" in arm:
+            del arm["tar_contacts"]
+        frames = key_frames(m.frame_times, timing.fps, timing.start)
+        action = rig.write_curves(arm, take, motion_curves(m.poses, m.trans, frames, rest[0]))
+        lo, hi = frame_range(float(frames[0]), float(frames[-1]))
+        push_take(arm, action, take, lo, hi)
         result.armatures.append(arm)
-        if with_mesh:
-            result.meshes.append(rig.build_body_mesh(coll, f"{name}_body", body, m.betas, arm))
         result.motions.append(m)
-        report("INFO", f"imported {Path(m.path).name}: {m.num_frames} frames, {m.body_model} body, engine {m.engine}")
-    if with_camera:
+        report("INFO", f"imported {Path(m.path).name} as take {take}: {m.num_frames} frames from frame "
+                       f"{frames[0]:g}, {m.body_model} body, engine {m.engine}")
+    if with_camera and coll is not None:
         m0 = motions[0]
-        clip = video or m0.provenance.get("video_path")
-        if clip and not Path(clip).is_file():
-            clip = None
-        result.camera = rig.build_camera(coll, "TAR_camera", m0.K, *m0.image_size, scene, clip)
-        scene.camera = result.camera
+        footage = video or m0.provenance.get("video_path")
+        if footage and not Path(footage).is_file():
+            footage = None
+        make_active = set_camera == "YES" or (set_camera == "AUTO" and scene.camera is None)
+        result.camera = rig.build_camera(coll, f"{clip}_camera", m0.K, *m0.image_size, scene, footage,
+                                         clip_start=round(timing.start), set_render=make_active)
+        if make_active:
+            scene.camera = result.camera
+    result.timing = timing
     scene.frame_set(scene.frame_current)
     return result
 
 
+def _stored_path(path: str) -> str:
+    """A motion file's path as the rig keeps it: relative (``//…``) when it lies next to the saved .blend."""
+    if bpy.data.filepath:
+        try:
+            return bpy.path.relpath(path)
+        except ValueError:  # another drive (Windows)
+            return path
+    return path
+
+
 def joints_world(arm) -> np.ndarray:
     """(24, 3) world positions of the bone heads at the current frame (for checks and tests)."""
-    from .logic.skeleton import JOINT_NAMES
-
     M = np.array(arm.matrix_world)
     heads = np.array([list(arm.pose.bones[n].head) for n in JOINT_NAMES])
     return heads @ M[:3, :3].T + M[:3, 3]

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import atexit
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import bpy
+from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import actions, importer
 from .logic.engine import EngineRun, capture_command
 from .logic.motion import MotionError
-from .preferences import addon_prefs, engine_python, engine_root, engine_venv_dir
+from .logic.setup import CHECK_SCRIPT, SetupRun, has_nvidia_gpu, setup_steps, venv_python, venv_ready
+from .logic.workflow import (
+    NO_ENGINE_HINT,
+    cache_key,
+    cached_outputs,
+    capture_folder,
+    check_smpl_file,
+    clip_name,
+    engine_missing,
+    focal_mm_to_pixels,
+    stage_progress,
+    write_cache,
+)
+from .preferences import _SETUP, addon_prefs, engine_python, engine_root, engine_venv_dir, motion_base_dir
+from .properties import SCENE_TIMING
 
 # The one capture that may run at a time (Blender operators are not re-entrant per scene).
-_ACTIVE: dict = {"run": None, "cancel": False}
+_ACTIVE: dict = {"run": None, "job": None, "cancel": False}
 
 
 def _report_fn(op):
@@ -38,22 +54,33 @@ class TAR_OT_import_motion(bpy.types.Operator, ImportHelper):
     with_mesh: BoolProperty(name="Body Mesh", default=True)  # type: ignore
     with_camera: BoolProperty(name="Camera", default=True)  # type: ignore
     set_scene: EnumProperty(  # type: ignore
-        name="Scene Timing",
-        items=[("AUTO", "When Fresh", "Take fps and frame range if the scene has no rig yet"),
-               ("YES", "Always", ""), ("NO", "Never", "")],
-        default="AUTO",
+        name="Scene Timing", items=SCENE_TIMING, default="AUTO",
     )
+    at_playhead: BoolProperty(name="At Playhead", default=True,  # type: ignore
+                              description="The clip's first frame at the playhead (off: at the scene's start frame)")
+    use_camera: BoolProperty(name="Use Clip Camera", default=False,  # type: ignore
+                             description="Make the clip's camera the scene camera and set the render size "
+                                         "(always done when the scene has no camera)")
+    apply_to_selected: BoolProperty(name="Apply to Selected Rig", default=False,  # type: ignore
+                                    description="Add the motion as a new take on the selected TAR rig "
+                                                "instead of building a new rig")
     video: StringProperty(name="Clip", subtype="FILE_PATH", description="Clip shown behind the camera")  # type: ignore
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, soft_max=8.0,  # type: ignore
                              description="Zero-phase filter width in frames (Gaussian sigma) applied to a copy of "
                                          "the motion; the raw action is kept. 0 = off")
 
     def execute(self, context):
-        paths = [str(Path(self.directory) / f.name) for f in self.files if f.name] or [self.filepath]
+        paths = [str(Path(self.directory) / f.name) for f in self.files if f.name] or [
+            self.filepath]  # pyright: ignore[reportAttributeAccessIssue] (ImportHelper's property)
         prefs = addon_prefs(context)
         try:
+            target = context.active_object if self.apply_to_selected else None
+            if self.apply_to_selected and not importer.same_layout(target):
+                raise ValueError("Apply to Selected Rig: select a TAR capture rig (an armature with the SMPL layout)")
             result = importer.load(context, paths, with_mesh=self.with_mesh, with_camera=self.with_camera,
-                                   set_scene=self.set_scene, video=bpy.path.abspath(self.video) if self.video else None,
+                                   set_scene=self.set_scene, at_playhead=self.at_playhead, target=target,
+                                   set_camera="YES" if self.use_camera else "AUTO",
+                                   video=bpy.path.abspath(self.video) if self.video else None,
                                    smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
                                    report=_report_fn(self))
         except (MotionError, FileNotFoundError, ValueError) as exc:
@@ -70,75 +97,144 @@ def _smooth(result, strength: float) -> None:
             actions.smooth_copy(arm, strength)
 
 
-def _capture_cmd(context, out_dir: str) -> list[str]:
+def _engine_settings(context, clip: str) -> dict:
+    """Everything the engine's result depends on besides the clip (the cache key's other half)."""
     s = context.scene.tar_capture
     prefs = addon_prefs(context)
-    checkpoint = bpy.path.abspath(prefs.checkpoint) if prefs and prefs.checkpoint else ""
     engine = {"AUTO": "auto", "KEYPOINTS": "keypoints", "TAR": "tar"}[s.engine]
-    if engine == "keypoints":
-        checkpoint = ""
-    return capture_command(
-        engine_python(context), bpy.path.abspath(s.clip), out_dir, engine=engine, checkpoint=checkpoint,
-        body=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else "",
-        device=prefs.device if prefs else "auto", focal=s.focal, max_people=s.max_people,
-    )
+    checkpoint = bpy.path.abspath(prefs.checkpoint) if prefs and prefs.checkpoint and engine != "keypoints" else ""
+    focal = 0.0
+    if s.focal_mode == "MM":
+        width, height = _clip_size(clip)
+        focal = round(focal_mm_to_pixels(s.focal_mm, width, height), 3)
+    return {"engine": engine, "checkpoint": checkpoint,
+            "body": bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else "",
+            "device": prefs.device if prefs else "auto", "focal": focal, "max_people": s.max_people}
+
+
+def _clip_size(clip: str) -> tuple[int, int]:
+    """The clip's width and height as Blender reads them (for a focal length given in millimetres)."""
+    try:
+        movie = bpy.data.movieclips.load(clip, check_existing=True)
+    except RuntimeError:
+        raise ValueError(f"cannot read the size of {Path(clip).name}: use Focal Length Auto") from None
+    width, height = (int(v) for v in movie.size)  # pyright: ignore[reportGeneralTypeIssues]
+    if movie.users == 0:
+        bpy.data.movieclips.remove(movie)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"cannot read the size of {Path(clip).name}: use Focal Length Auto")
+    return width, height
+
+
+def _no_engine(message: str) -> str:
+    return f"{message}. {NO_ENGINE_HINT}"
+
+
+CANCEL_GRACE_S = 5.0  # after SIGINT the engine gets this long to flush finished people, then SIGKILL
 
 
 class CaptureJob:
-    """One capture: start the engine, ``step`` it (poll progress, import when it ends), cancel.
+    """One capture: start the engine (or reuse an identical earlier capture), ``step`` it (poll
+    progress, import when it ends), cancel without blocking.
 
     The modal operator calls ``step`` on timer events; the blocking path loops over it; tests drive
-    it step by step.
+    it step by step. A file load abandons the job (``stop_engine``): the engine is killed and the
+    job never touches the new file.
     """
 
     def __init__(self, context, report):
         self.report = report
-        s = context.scene.tar_capture
+        scene = context.scene
+        s = scene.tar_capture
         self.clip = bpy.path.abspath(s.clip)
         if not s.clip or not Path(self.clip).is_file():
             raise FileNotFoundError(f"Clip not found: {self.clip or '(none chosen)'}")
-        self.out_dir = bpy.path.abspath(s.output_dir) if s.output_dir else tempfile.mkdtemp(prefix="tar-capture-")
-        try:
-            self.run = EngineRun(_capture_cmd(context, self.out_dir), engine_path=engine_root())
-        except OSError as exc:
-            raise OSError(f"Cannot start the engine ({exc}); set it up in the add-on preferences") from None
-        _ACTIVE.update(run=self.run, cancel=False)
-        s.running, s.progress, s.status = True, 0.0, "Starting engine…"
+        prefs = addon_prefs(context)
+        reason = check_smpl_file(bpy.path.abspath(prefs.smpl_path)) if prefs and prefs.smpl_path else None
+        if reason:
+            raise ValueError(reason)
+        self.target = None
+        if s.apply_to_selected:
+            obj = context.active_object
+            if not importer.same_layout(obj):
+                raise ValueError("Apply to Selected Rig: select a TAR capture rig (an armature with the SMPL layout)")
+            self.target = obj.name
+        self.playhead = scene.frame_current
+        self.name = clip_name(self.clip)
+        self.settings = _engine_settings(context, self.clip)
+        self.key = cache_key(self.clip, self.settings)
+        base, why = motion_base_dir(context)
+        self.out_dir = capture_folder(base, self.name, self.key)
+        self.where = why
+        self.started = time.monotonic()
+        self.abandoned = False
+        self._interrupted_at: float | None = None
+        self.run: EngineRun | None = None
+        self.cached = cached_outputs(self.out_dir, self.key) if s.reuse else None
+        if self.cached is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            cmd = capture_command(engine_python(context), self.clip, str(self.out_dir), **self.settings)
+            try:
+                self.run = EngineRun(cmd, engine_path=engine_root())
+            except OSError as exc:
+                raise OSError(_no_engine(f"Cannot start the engine ({exc})")) from None
+        _ACTIVE.update(run=self.run, job=self, cancel=False)
+        s.running, s.progress = True, 0.0
+        s.status = "Reusing the earlier capture…" if self.cached else "Starting engine…"
 
     def step(self, context) -> str:
         """Poll once: 'RUNNING', or the final 'FINISHED' / 'CANCELLED' (after importing / reporting)."""
+        if self.abandoned:
+            return "CANCELLED"
         run, s = self.run, context.scene.tar_capture
+        if run is None:  # a cached capture: import at once
+            return self._finish(context)
         if _ACTIVE["cancel"] and not run.cancelled:
-            s.status = "Cancelling…"
-            run.cancel()
+            s.status = "Cancelling: keeping the people already finished…"
+            run.interrupt()
+            self._interrupted_at = time.monotonic()
+        elif self._interrupted_at is not None and time.monotonic() - self._interrupted_at > CANCEL_GRACE_S:
+            run.kill()
         run.poll()
-        p = run.last_progress
-        if p:
-            total = max(int(p.get("total") or 0), 1)
-            s.progress = min(1.0, float(p.get("done", 0)) / total)
-            s.status = f"{p.get('stage', 'working')}: {p.get('done', 0)}/{p.get('total', '?')}"
         if run.running:
+            if not run.cancelled:
+                p = run.last_progress or {}
+                frac, label = stage_progress(p.get("stage"), p.get("done", 0), p.get("total"), self.settings["engine"])
+                s.progress = frac
+                s.status = f"{label} ({time.monotonic() - self.started:.0f} s)"
             return "RUNNING"
         run.wait()
         return self._finish(context)
 
     def _finish(self, context) -> str:
         run, s = self.run, context.scene.tar_capture
-        _ACTIVE.update(run=None, cancel=False)
+        _ACTIVE.update(run=None, job=None, cancel=False)
         s.running, s.progress = False, 0.0
-        failure = run.failure_message()
-        if failure:
-            s.status = failure
-            self.report("WARNING" if run.cancelled else "ERROR", f"TAR capture: {failure}")
-            return "CANCELLED"
-        outputs = run.outputs or sorted(str(p) for p in Path(self.out_dir).glob("person_*.npz"))
+        if run is None:
+            outputs = self.cached or []
+        else:
+            failure = run.failure_message()
+            outputs = [p for p in run.outputs if Path(p).is_file()]
+            if failure and not (run.cancelled and outputs):
+                if not run.cancelled and engine_missing(failure, run.returncode):
+                    failure = _no_engine(failure)
+                s.status = failure
+                self.report("WARNING" if run.cancelled else "ERROR", f"TAR capture: {failure}")
+                return "CANCELLED"
+            if not failure:
+                outputs = outputs or sorted(str(p) for p in self.out_dir.glob("person_*.npz"))
+                if outputs:
+                    write_cache(self.out_dir, self.key, outputs, self.settings)
         if not outputs:
             s.status = "The engine wrote no motion file"
             self.report("ERROR", s.status)
             return "CANCELLED"
         prefs = addon_prefs(context)
+        target = bpy.data.objects.get(self.target) if self.target else None
         try:
             result = importer.load(context, outputs, with_mesh=s.with_mesh, video=self.clip,
+                                   set_scene=s.scene_timing, at_playhead=s.at_playhead, start_frame=self.playhead,
+                                   set_camera="YES" if s.use_camera else "AUTO", target=target, take_clip=self.name,
                                    smpl_path=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else None,
                                    report=self.report)
         except (MotionError, FileNotFoundError, ValueError) as exc:
@@ -146,8 +242,40 @@ class CaptureJob:
             self.report("ERROR", f"TAR capture: {exc}")
             return "CANCELLED"
         _smooth(result, s.smoothing)
-        s.status = f"Imported {len(outputs)} person(s)"
+        kept = f"Cancelled: kept {len(outputs)} finished person(s)" if run is not None and run.cancelled else (
+            f"Imported {len(outputs)} person(s)" + (" (reused the earlier capture)" if run is None else ""))
+        s.status = kept
+        self.report("INFO", f"{kept}; motion files in {self.out_dir} ({self.where})")
         return "FINISHED"
+
+
+def stop_engine() -> bool:
+    """Stop a running capture now (the file it belongs to is closing); True if one was running."""
+    job, run = _ACTIVE.get("job"), _ACTIVE.get("run")
+    if job is not None:
+        job.abandoned = True
+    _ACTIVE.update(run=None, job=None, cancel=False)
+    if run is None or not run.running:
+        return False
+    run.kill()
+    try:
+        run.proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+    return True
+
+
+@persistent
+def _on_load_pre(*_args) -> None:
+    if stop_engine():
+        print("TAR Mocap: the capture's engine was stopped (another file is loading)")
+
+
+def _on_exit() -> None:
+    stop_engine()
+    run = _SETUP.get("run")
+    if run is not None and not run.finished:
+        run.cancel()
 
 
 class TAR_OT_capture(bpy.types.Operator):
@@ -159,12 +287,14 @@ class TAR_OT_capture(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _ACTIVE["run"] is None
+        return _ACTIVE["run"] is None and _ACTIVE.get("job") is None
 
     def _job(self, context):
+        context.scene.tar_capture.status = ""  # a new run: nothing of the last one stays on the panel
         try:
             return CaptureJob(context, lambda level, msg: self.report({level}, msg))
-        except OSError as exc:  # FileNotFoundError included
+        except (OSError, ValueError) as exc:  # FileNotFoundError included
+            context.scene.tar_capture.status = str(exc)
             self.report({"ERROR"}, str(exc))
             return None
 
@@ -193,14 +323,22 @@ class TAR_OT_capture(bpy.types.Operator):
             _ACTIVE["cancel"] = True
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
+        if self.job is None:
+            return {"CANCELLED"}
         state = self.job.step(context)
-        for area in context.screen.areas if context.screen else []:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
+        _redraw(context)
         if state == "RUNNING":
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return {state}
+
+
+def _redraw(context=None) -> None:
+    wm = (context or bpy.context).window_manager
+    for window in wm.windows if wm else []:
+        for area in window.screen.areas if window.screen else []:
+            if area.type in {"VIEW_3D", "PREFERENCES"}:
+                area.tag_redraw()
 
 
 class TAR_OT_cancel_capture(bpy.types.Operator):
@@ -214,33 +352,165 @@ class TAR_OT_cancel_capture(bpy.types.Operator):
         return _ACTIVE["run"] is not None
 
     def execute(self, context):
-        _ACTIVE["cancel"] = True
+        _ACTIVE["cancel"] = True  # the job's next step sends SIGINT and returns at once
         return {"FINISHED"}
 
 
+# --------------------------------------------------------------------------------------------
+# Engine set-up and check: background work the panel follows through a timer.
+# --------------------------------------------------------------------------------------------
+
+def _setup_finished(run: SetupRun) -> None:
+    _SETUP["run"] = None
+    if run.error:
+        _SETUP.update(message=f"Engine set-up failed: {run.error}", error=True)
+    else:
+        _SETUP.update(message=f"Engine ready: {venv_python(run.venv)}", error=False)
+    print(f"TAR Mocap: {_SETUP['message']}")
+
+
+def _poll_setup() -> float | None:
+    run = _SETUP["run"]
+    _redraw()
+    if run is None:
+        return None
+    if run.finished:
+        _setup_finished(run)
+        _redraw()
+        return None
+    return 0.5
+
+
 class TAR_OT_setup_engine(bpy.types.Operator):
-    """Create a Python environment for the engine and install its requirements (needs the network)"""
+    """Create a Python environment for the engine and install torch and its packages in the background
+    (downloads about 1 GB; needs online access)"""
 
     bl_idname = "tar.setup_engine"
     bl_label = "Set up engine"
 
+    allow_online: BoolProperty(name="Allow online access", default=False, options={"SKIP_SAVE"},  # type: ignore
+                               description="Turn on Preferences → System → Network → Allow Online Access")
+
+    @classmethod
+    def poll(cls, context):
+        run = _SETUP["run"]
+        return run is None or run.finished
+
+    def invoke(self, context, event):
+        if not bpy.app.online_access:
+            return context.window_manager.invoke_props_dialog(self, width=420)
+        return self.execute(context)
+
+    def draw(self, context):
+        assert self.layout is not None
+        col = self.layout.column()
+        col.label(text="Setting up the engine downloads torch and its packages (about 1 GB).")
+        col.label(text="Blender's online access is off.")
+        col.prop(self, "allow_online")
+
     def execute(self, context):
-        venv = engine_venv_dir(create=True)
-        req = engine_root() / "tar_core" / "requirements.txt"
-        py = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-        steps = [[sys.executable, "-m", "venv", str(venv)],
-                 [str(py), "-m", "pip", "install", "torch==2.13.0"],
-                 [str(py), "-m", "pip", "install", "-r", str(req)]]
-        for cmd in steps:
-            self.report({"INFO"}, " ".join(cmd))
-            run = EngineRun(cmd)
-            rc = run.wait()
-            for line in list(run.stderr_tail)[-5:]:
-                print(line)
-            if rc != 0:
-                self.report({"ERROR"}, f"engine set-up failed at: {' '.join(cmd[:4])} (exit {rc})")
+        if not bpy.app.online_access:
+            if not self.allow_online:
+                msg = ("Set up engine needs the internet and online access is off: allow it (Preferences → System → "
+                       "Network → Allow Online Access) and run Set up engine again")
+                _SETUP.update(message=msg, error=True)
+                self.report({"ERROR"}, msg)
                 return {"CANCELLED"}
-        self.report({"INFO"}, f"Engine ready: {py}")
+            context.preferences.system.use_online_access = True
+        prefs = addon_prefs(context)
+        venv = engine_venv_dir(create=False)
+        steps = setup_steps(sys.executable, venv, engine_root() / "tar_core" / "requirements.txt",
+                            gpu=has_nvidia_gpu(), index_url=prefs.pip_index_url if prefs else "")
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        run = SetupRun(steps, venv)
+        _SETUP.update(run=run, message="", error=False)
+        if bpy.app.background:  # scripts and tests: wait, and report the outcome
+            run.wait()
+            _setup_finished(run)
+            self.report({"ERROR" if run.error else "INFO"}, _SETUP["message"])
+            return {"CANCELLED" if run.error else "FINISHED"}
+        bpy.app.timers.register(_poll_setup, first_interval=0.5)
+        self.report({"INFO"}, "Setting up the engine in the background: progress in the TAR Mocap panel")
+        return {"FINISHED"}
+
+
+class TAR_OT_cancel_setup(bpy.types.Operator):
+    """Stop the engine set-up (the unfinished environment is removed)"""
+
+    bl_idname = "tar.cancel_setup"
+    bl_label = "Cancel set-up"
+
+    def execute(self, context):
+        run = _SETUP["run"]
+        if run is not None:
+            run.cancel()
+        return {"FINISHED"}
+
+
+def _check_result(run: EngineRun, events: list[dict]) -> tuple[str, bool]:
+    """One line on what the engine's interpreter has, and whether it can capture."""
+    info = next((e for e in events if e.get("event") == "check"), None)
+    if info is None:
+        failure = run.failure_message() or "no answer"
+        return _no_engine(f"{run.cmd[0]} cannot run ({failure})"), True
+    pk = info.get("packages", {})
+    have = ", ".join(f"{k} {v}" for k, v in pk.items() if v)
+    missing = info.get("missing", [])
+    cuda = {True: "CUDA GPU", False: "CPU only", None: "no torch"}[info.get("cuda")]
+    text = f"Python {info.get('version')} ({cuda}): {have}"
+    if missing:
+        return _no_engine(f"{text}; missing {'; '.join(missing)}"), True
+    return text, False
+
+
+def _poll_check() -> float | None:
+    run = _SETUP["check"]
+    if run is None:
+        return None
+    events = _SETUP["check_events"]
+    events += run.poll()
+    if run.running:
+        return 0.25
+    run.wait()
+    events += run.poll()
+    msg, bad = _check_result(run, events)
+    _SETUP.update(check=None, check_events=[], message=msg, error=bad)
+    _redraw()
+    return None
+
+
+class TAR_OT_check_engine(bpy.types.Operator):
+    """Report what the engine's Python has installed (torch, GPU, the engine's packages)"""
+
+    bl_idname = "tar.check_engine"
+    bl_label = "Check engine"
+
+    @classmethod
+    def poll(cls, context):
+        return _SETUP["check"] is None
+
+    def execute(self, context):
+        py = engine_python(context)
+        venv = engine_venv_dir()
+        note = ""
+        if venv.exists() and not venv_ready(venv):
+            note = f" (an unfinished environment at {venv} is ignored: run Set up engine)"
+        try:
+            run = EngineRun([py, "-c", CHECK_SCRIPT], engine_path=engine_root())
+        except OSError as exc:
+            msg = _no_engine(f"{py} cannot run ({exc})") + note
+            _SETUP.update(message=msg, error=True)
+            self.report({"ERROR"}, msg)
+            return {"CANCELLED"}
+        _SETUP.update(check=run, check_events=[], message="Checking the engine…", error=False)
+        if bpy.app.background:
+            while _poll_check() is not None:
+                time.sleep(0.1)
+            if note:
+                _SETUP["message"] += note
+            self.report({"ERROR" if _SETUP["error"] else "INFO"}, _SETUP["message"])
+            return {"CANCELLED" if _SETUP["error"] else "FINISHED"}
+        bpy.app.timers.register(_poll_check, first_interval=0.25)
         return {"FINISHED"}
 
 
@@ -285,13 +555,15 @@ class TAR_OT_smooth_motion(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = context.active_object
-        return obj is not None and obj.animation_data is not None and obj.animation_data.action is not None
+        return obj is not None and actions.current_action(obj) is not None
 
     def execute(self, context):
         obj = context.active_object
+        if obj is None:
+            return {"CANCELLED"}
         raw = bpy.data.actions.get(obj.get("tar_raw_action", ""))
         if raw is not None:  # smooth the raw motion again, not the last smoothed copy
-            obj.animation_data.action = raw
+            actions.set_current_action(obj, raw)
         actions.smooth_copy(obj, self.strength)
         return {"FINISHED"}
 
@@ -300,17 +572,23 @@ def menu_import(self, context):
     self.layout.operator(TAR_OT_import_motion.bl_idname, text="TAR Motion (.npz)")
 
 
-CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_cancel_capture, TAR_OT_setup_engine, TAR_OT_retarget,
-           TAR_OT_smooth_motion)
+CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_cancel_capture, TAR_OT_setup_engine, TAR_OT_cancel_setup,
+           TAR_OT_check_engine, TAR_OT_retarget, TAR_OT_smooth_motion)
 
 
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)  # pyright: ignore[reportArgumentType] (stub: no self)
+    bpy.app.handlers.load_pre.append(_on_load_pre)
+    atexit.register(_on_exit)
 
 
 def unregister():
-    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    _on_exit()
+    atexit.unregister(_on_exit)
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)  # pyright: ignore[reportArgumentType]
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

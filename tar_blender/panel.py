@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 
 from .operators import _ACTIVE
-from .preferences import addon_prefs
+from .preferences import _SETUP, addon_prefs, draw_engine_status, engine_configured
 
 
 class TAR_PT_capture(bpy.types.Panel):
@@ -17,14 +17,24 @@ class TAR_PT_capture(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        assert layout is not None  # always set while drawing
         s = context.scene.tar_capture
         layout.prop(s, "clip")
         layout.prop(s, "engine")
         col = layout.column(align=True)
         col.prop(s, "max_people")
-        col.prop(s, "focal")
+        row = col.row(align=True)
+        row.prop(s, "focal_mode", text="Focal")
+        if s.focal_mode == "MM":
+            row.prop(s, "focal_mm", text="")
         col.prop(s, "with_mesh")
         col.prop(s, "smoothing")
+        col = layout.column(align=True)
+        col.prop(s, "scene_timing", text="Timing")
+        col.prop(s, "at_playhead")
+        col.prop(s, "use_camera")
+        col.prop(s, "apply_to_selected")
+        col.prop(s, "reuse")
         layout.prop(s, "output_dir")
         if _ACTIVE["run"] is not None:
             if hasattr(layout, "progress"):
@@ -36,6 +46,8 @@ class TAR_PT_capture(bpy.types.Panel):
             layout.operator("tar.capture", icon="REC")
             if s.status:
                 layout.label(text=s.status)
+        if not engine_configured(context) or _SETUP["run"] is not None or _SETUP["message"]:
+            draw_engine_status(layout, context)
         prefs = addon_prefs(context)
         if prefs is not None and not prefs.smpl_path:
             layout.label(text="Body: built-in mannequin", icon="INFO")
@@ -54,6 +66,7 @@ class TAR_PT_retarget(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        assert layout is not None  # always set while drawing
         s = context.scene.tar_retarget
         layout.prop(s, "source")
         layout.prop(s, "target")

@@ -5,6 +5,12 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+SCENE_TIMING = [
+    ("AUTO", "Clip's When Unanimated", "Take the clip's fps and frame range when nothing in the scene is animated"),
+    ("YES", "Clip's", "The scene takes the clip's fps and frame range"),
+    ("NO", "Keep Scene's", "Keep the scene's fps and range (keys still land at the clip's real times)"),
+]
+
 
 class TAR_CaptureSettings(bpy.types.PropertyGroup):
     clip: StringProperty(name="Clip", description="Video file to capture", subtype="FILE_PATH")  # type: ignore
@@ -19,14 +25,33 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
         default="AUTO",
     )
     max_people: IntProperty(name="Max People", description="0 = everyone found", default=1, min=0, max=16)  # type: ignore
-    focal: FloatProperty(name="Focal Length (px)", description="0 = sqrt(width^2 + height^2)",  # type: ignore
-                         default=0.0, min=0.0, soft_max=10000.0)
+    focal_mode: EnumProperty(  # type: ignore
+        name="Focal Length", items=[("AUTO", "Auto", "The engine's default: a field of view of about 53° diagonal"),
+                                    ("MM", "Millimetres", "The lens, as a 35 mm-equivalent focal length")],
+        default="AUTO",
+    )
+    focal_mm: FloatProperty(name="Focal Length (35 mm eq.)", default=35.0, min=1.0, soft_min=8.0,  # type: ignore
+                            soft_max=300.0, subtype="DISTANCE_CAMERA", unit="CAMERA",
+                            description="35 mm-equivalent focal length of the camera that filmed the clip")
     with_mesh: BoolProperty(name="Body Mesh", default=True)  # type: ignore
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, soft_max=8.0,  # type: ignore
                              description="Zero-phase filter width in frames (Gaussian sigma) applied to a copy of "
                                          "the motion; the raw action is kept. 0 = off")
-    output_dir: StringProperty(name="Output", description="Where motion files go (empty: a temporary folder)",  # type: ignore
-                               subtype="DIR_PATH")
+    scene_timing: EnumProperty(name="Scene Timing", items=SCENE_TIMING, default="AUTO")  # type: ignore
+    at_playhead: BoolProperty(name="At Playhead", default=True,  # type: ignore
+                              description="The clip's first frame at the playhead (off: at the scene's start frame)")
+    use_camera: BoolProperty(name="Use Clip Camera", default=False,  # type: ignore
+                             description="Make the clip's camera the scene camera and set the render size "
+                                         "(always done when the scene has no camera)")
+    apply_to_selected: BoolProperty(name="Apply to Selected Rig", default=False,  # type: ignore
+                                    description="Add the first person as a new take on the selected TAR rig")
+    reuse: BoolProperty(name="Reuse Earlier Capture", default=True,  # type: ignore
+                        description="Import the motion files of an earlier capture of the same clip with the same "
+                                    "settings instead of running the engine again")
+    output_dir: StringProperty(  # type: ignore
+        name="Output", subtype="DIR_PATH",
+        description="Motion files go to <this folder>/<clip>/ (empty: //mocap/<clip>/ next to the saved .blend)",
+    )
     # Live state of a running capture.
     running: BoolProperty(default=False, options={"SKIP_SAVE"})  # type: ignore
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})  # type: ignore
@@ -67,13 +92,13 @@ class TAR_RetargetSettings(bpy.types.PropertyGroup):
 
 def register():
     bpy.utils.register_class(TAR_CaptureSettings)
-    bpy.types.Scene.tar_capture = PointerProperty(type=TAR_CaptureSettings)
+    setattr(bpy.types.Scene, "tar_capture", PointerProperty(type=TAR_CaptureSettings))  # noqa: B010 (typed stubs)
     bpy.utils.register_class(TAR_RetargetSettings)
-    bpy.types.Scene.tar_retarget = PointerProperty(type=TAR_RetargetSettings)
+    setattr(bpy.types.Scene, "tar_retarget", PointerProperty(type=TAR_RetargetSettings))  # noqa: B010
 
 
 def unregister():
-    del bpy.types.Scene.tar_retarget
+    delattr(bpy.types.Scene, "tar_retarget")
     bpy.utils.unregister_class(TAR_RetargetSettings)
-    del bpy.types.Scene.tar_capture
+    delattr(bpy.types.Scene, "tar_capture")
     bpy.utils.unregister_class(TAR_CaptureSettings)

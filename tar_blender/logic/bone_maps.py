@@ -112,11 +112,11 @@ class BoneMap:
 # --------------------------------------------------------------------------------------------
 
 
-def _sided(table: dict[str, str]) -> dict[str, list[str]]:
+def _sided(table: dict[str, str | list[str]]) -> dict[str, list[str]]:
     """Expand {"left_hip": "thigh{s}"} into both sides; '{S}' -> L/R, '{side}' -> Left/Right, '{s}' -> .L/.R."""
     out: dict[str, list[str]] = {}
     for joint, pattern in table.items():
-        if joint.startswith("left_"):
+        if joint.startswith("left_") and isinstance(pattern, str):
             rest = joint[len("left_"):]
             for side, S, s, word in (("left", "L", ".L", "Left"), ("right", "R", ".R", "Right")):
                 out[f"{side}_{rest}"] = [pattern.format(S=S, s=s, side=word)]

@@ -17,6 +17,7 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EngineRun", "capture_command", "parse_event"]
 
@@ -72,7 +73,7 @@ class EngineRun:
         self.error: str | None = None
         self.done: dict | None = None
         self.cancelled = False
-        kwargs = {"start_new_session": True} if os.name == "posix" else {}
+        kwargs: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                      text=True, encoding="utf-8", errors="replace", env=env, cwd=cwd, **kwargs)
         self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
@@ -81,12 +82,14 @@ class EngineRun:
             t.start()
 
     def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None  # PIPE
         for line in self.proc.stdout:
             event = parse_event(line)
             if event is not None:
                 self.events.put(event)
 
     def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None  # PIPE
         for line in self.proc.stderr:
             self.stderr_tail.append(line.rstrip("\n"))
 
@@ -135,6 +138,22 @@ class EngineRun:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.wait()
+
+    # Non-blocking stop, for the UI (``cancel`` above waits for the engine).
+    def interrupt(self) -> None:
+        """Send the engine SIGINT and return at once; it flushes the people it finished and exits."""
+        self.cancelled = True
+        if self.running:
+            try:
+                self.proc.send_signal(signal.SIGINT if os.name == "posix" else signal.CTRL_BREAK_EVENT)
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        """Stop the engine now (SIGKILL), e.g. when the file it captures for is closed."""
+        self.cancelled = True
+        if self.running:
+            self.proc.kill()
 
     def failure_message(self) -> str | None:
         """What went wrong, in the engine's words; None if it succeeded."""

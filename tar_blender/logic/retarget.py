@@ -165,7 +165,7 @@ def _mT(a: np.ndarray) -> np.ndarray:
     return np.swapaxes(a, -1, -2)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def _smoothstep(x: np.ndarray | float) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
 
@@ -615,8 +615,9 @@ def _leg_goals(opt: RetargetOptions, contacts: np.ndarray, n: int, mp: _Mapping,
         raise ValueError(f"contacts must be (N, 4) = ({n}, 4), got {c.shape}")
     goals, contact_frames = {}, {}
     for side, col in _SIDES:
-        bones = [mp.by_joint.get(f"{side}_{x}") for x in ("hip", "knee", "ankle")]
-        if any(b is None for b in bones):
+        found = [mp.by_joint.get(f"{side}_{x}") for x in ("hip", "knee", "ankle")]
+        bones = [b for b in found if b is not None]
+        if len(bones) < 3:
             notes.append(f"{side} foot IK skipped: thigh, shin and foot must be mapped")
             continue
         heel = c[:, col] >= opt.contact_threshold

@@ -268,7 +268,7 @@ def test_extension_zip_builds_validates_installs_and_runs(tmp_path, empty_scene)
             assert bpy.ops.tar.capture() == {"FINISHED"}
         finally:
             del os.environ["TAR_PYTHON"]
-        summary = (tmp_path / "capture" / "summary.json").read_text()
+        summary = (tmp_path / "capture" / "sample_walk" / "summary.json").read_text()
         assert '"completed": true' in summary and "extensions" in summary  # engine code from the zip
         arm = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
         assert arm["tar_engine"] == "keypoints" and bpy.context.scene.frame_end == 72
@@ -281,7 +281,7 @@ def test_extension_zip_builds_validates_installs_and_runs(tmp_path, empty_scene)
             assert bpy.ops.tar.capture() == {"FINISHED"}
         finally:
             del os.environ["TAR_PYTHON"]
-        summary = json.loads((tmp_path / "capture tar" / "summary.json").read_text())
+        summary = json.loads((tmp_path / "capture tar" / "sample_walk" / "summary.json").read_text())
         assert summary["checkpoint"]["builtin_demo"] and "extensions" in summary["checkpoint"]["path"]
         assert summary["checkpoint"]["provenance"]["data"] == "synthetic"
         arm = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")

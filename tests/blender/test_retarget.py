@@ -371,7 +371,7 @@ def test_smoothing_at_import_keeps_the_raw_action(scene, tmp_path):
                                      smoothing=2.0) == {"FINISHED"}
     arm = next(o for o in scene.objects if o.type == "ARMATURE")
     raw = bpy.data.actions[arm["tar_raw_action"]]
-    smooth = arm.animation_data.action
+    smooth = actions.current_action(arm)  # the take's NLA strip now holds the smoothed copy
     assert smooth.name == f"{raw.name}_smooth" and raw.use_fake_user and smooth["tar_smoothing"] == 2.0
     raw_curves = actions.read_curves(arm, raw)
     smooth_curves = actions.read_curves(arm)
