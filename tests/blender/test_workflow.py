@@ -224,7 +224,9 @@ def test_unsaved_file_keeps_motion_files_out_of_temp(tmp_path, monkeypatch):
     s = _capture_settings(tmp_path, monkeypatch, "ok")
     s.output_dir = ""
     base, _why = preferences.motion_base_dir(bpy.context)
-    assert not str(base).startswith(("/tmp", os.environ.get("TMPDIR", "/tmp")))
+    # The add-on's user data folder (Blender's user resources), not a temporary capture folder.
+    assert base.is_relative_to(Path(bpy.utils.resource_path("USER"))), base
+    assert "tar-capture" not in str(base)
     blend = tmp_path / "shot.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     try:
