@@ -33,7 +33,7 @@ from tar_core.geometry.rotations import matrix_to_axis_angle
 __all__ = ["FitConfig", "KeypointsEngine", "TrackFit", "fit_track", "MP_TO_BODY"]
 
 VERSION = "keypoints-2"
-PIN_SOLVE = SolveConfig(iters=40, w_2d=0.0, w_3d=0.0, w_prior=1.0, w_pin=100.0, w_stay=1.0)
+PIN_SOLVE = SolveConfig(iters=15, w_2d=0.0, w_3d=0.0, w_prior=1.0, w_prior_root=1.0, w_pin=100.0, w_stay=1.0)
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,25 @@ def _start(body, a, rows: np.ndarray, K: np.ndarray):
     return betas, R, t
 
 
+class _Progress:
+    """Frames done, reported in steps of at most ``STEP`` frames (a chunk's share of its iteration budget
+    as it goes; the rest of a chunk that converged early, in steps, when it ends)."""
+
+    STEP = 30
+
+    def __init__(self, report):
+        self.report, self.done = report, 0
+
+    def to(self, done: int) -> None:
+        while self.done < done:
+            self.done = min(done, self.done + self.STEP)
+            self.report(self.done)
+
+
 def _solve(body, a, rows, betas, K, R, t, cfg: SolveConfig, stop, report, pins=None):
-    """Refine chunk by chunk; ``report(frames done)`` at least every 30 frames' worth of work."""
-    out_R, out_t, iters = np.empty_like(R), np.empty_like(t), []
+    """Refine chunk by chunk; progress at least every 30 frames. Returns rotations, translations, solver info."""
+    out_R, out_t, infos = np.empty_like(R), np.empty_like(t), []
+    prog = _Progress(report)
     for s in range(0, len(rows), cfg.chunk):
         stop.check()
         sl = slice(s, min(len(rows), s + cfg.chunk))
@@ -88,16 +104,11 @@ def _solve(body, a, rows, betas, K, R, t, cfg: SolveConfig, stop, report, pins=N
         obs = observations(a.xy[r], a.vis[r], a.world[r], a.box_size[r], R[sl, 0], cfg,
                            None if pins is None else (pins[0][sl], pins[1][sl]))
         n = sl.stop - sl.start
-        step = max(1, cfg.iters * 30 // max(n, 1) // 2)  # per <= 15 frames of a chunk's iterations
-
-        def on_iter(it, s=s, n=n, step=step):
-            if it % step == 0:
-                report(s + min(n, n * it // cfg.iters))
-
-        out_R[sl], out_t[sl], info = refine(body, betas, K, R[sl], t[sl], obs, cfg, stop, on_iter)
-        iters.append(info["iterations"])
-        report(sl.stop)
-    return out_R, out_t, iters
+        out_R[sl], out_t[sl], info = refine(body, betas, K, R[sl], t[sl], obs, cfg, stop,
+                                            lambda it, s=s, n=n: prog.to(s + n * min(it, cfg.iters) // cfg.iters))
+        infos.append(info)
+        prog.to(sl.stop)
+    return out_R, out_t, infos
 
 
 def _fill(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
@@ -107,7 +118,11 @@ def _fill(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     return out.reshape((n,) + values.shape[1:])
 
 
-def _pin(body, a, betas, K, R, t, cfg: FitConfig, stop, report):
+def _reporter(progress, stage: str, total: int):
+    return (lambda done: progress(stage, done, total)) if progress else (lambda done: None)
+
+
+def _pin(body, a, betas, K, R, t, cfg: FitConfig, stop, progress):
     """Contacts of the smoothed motion, then planted foot points held in place by a last solve."""
     with torch.no_grad():
         pts = pose_points(body, torch.tensor(betas, dtype=torch.float32)[None], torch.tensor(R, dtype=torch.float32),
@@ -117,7 +132,8 @@ def _pin(body, a, betas, K, R, t, cfg: FitConfig, stop, report):
         return contacts, R, t
     target, weight = ct.pin_targets(pts[:, FOOT_COLS], contacts, cfg.contact)
     pinned = np.flatnonzero(weight.max(1) > 0)
-    R_p, t_p, _ = _solve(body, a, pinned, betas, K, R[pinned], t[pinned], cfg.pin_solve, stop, report,
+    R_p, t_p, _ = _solve(body, a, pinned, betas, K, R[pinned], t[pinned], cfg.pin_solve, stop,
+                         _reporter(progress, "feet", len(pinned)),
                          (target[pinned], weight[pinned]))
     R, t = R.copy(), t.copy()
     R[pinned], t[pinned] = R_p, t_p
@@ -128,15 +144,16 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None) -> Tr
     """Fit one track's landmarks (``TrackArrays``)."""
     n = len(a)
     rows = np.flatnonzero(a.observed)
-    report = (lambda stage: (lambda done: progress(stage, done, len(rows)))) if progress else (lambda s: lambda d: None)
     t0 = time.perf_counter()
     betas, R, t = _start(body, a, rows, K)
-    R, t, iters = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, report("fitting"))
+    R, t, infos = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, _reporter(progress, "fitting", len(rows)))
     R_raw, t_raw = nearest_rotation(_fill(R, rows, n)), _fill(t, rows, n)
     R_s, t_s = lowpass_rotations(R_raw, a.times, cfg.cutoff_hz), lowpass(t_raw, a.times, cfg.cutoff_hz)
-    contacts, R_f, t_f = _pin(body, a, betas, K, R_s, t_s, cfg, stop, report("feet"))
+    contacts, R_f, t_f = _pin(body, a, betas, K, R_s, t_s, cfg, stop, progress)
     conf = np.where(a.observed, a.vis[:, [11, 12, 23, 24]].mean(1), 0.2).clip(0, 1)
-    info = {"solver_iterations": iters, "ground_method": contacts.method, "seconds": time.perf_counter() - t0}
+    info = {"solver_iterations": [i["iterations"] for i in infos],
+            "solver_evaluations": [i["evaluations"] for i in infos], "ground_method": contacts.method,
+            "seconds": time.perf_counter() - t0}
     return TrackFit(poses=_to_poses(R_f), trans=t_f, poses_raw=_to_poses(R_raw), trans_raw=t_raw, betas=betas,
                     contacts=contacts.prob, ground=contacts.ground, confidence=conf, info=info)
 

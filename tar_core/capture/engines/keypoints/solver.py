@@ -40,14 +40,16 @@ BOX_METRES = 1.7  # a box is about one body height: 2D residuals in boxes x this
 
 @dataclass(frozen=True)
 class SolveConfig:
-    iters: int = 60
+    iters: int = 30
     tol: float = 1e-6
     chunk: int = 256
     w_2d: float = 1.0
     sigma_2d: float = 0.05  # metres-equivalent scale of the robust 2D cost
     w_face: float = 0.3  # face landmarks count this much of a limb landmark
     w_3d: float = 0.3
-    w_prior: float = 0.002
+    w_depth: float = 0.0  # relative depths (camera z) of the limb landmarks from the world landmarks
+    w_prior: float = 0.1  # per joint (radians^2) of the body's own joints
+    w_prior_root: float = 0.0  # of the global orientation
     w_pin: float = 10.0
     w_stay: float = 0.0  # pull of the translation towards its start (the pin pass uses it)
     min_visibility: float = 0.3
@@ -61,6 +63,7 @@ class Observations:
     w2: torch.Tensor  # (n, P)
     scale: torch.Tensor  # (n, 1) box size, pixels
     local3: torch.Tensor  # (n, L, 3) limb landmarks in MediaPipe's pelvis frame, hip-centred
+    depth3: torch.Tensor  # (n, L) their depth relative to the hips' (MediaPipe's axes ~ the camera's)
     w3: torch.Tensor  # (n, L)
     pin_target: torch.Tensor | None = None  # (n, 4, 3) camera frame
     pin_w: torch.Tensor | None = None  # (n, 4)
@@ -77,9 +80,12 @@ def observations(xy, vis, world, box_size, pelvis_R, cfg: SolveConfig, pins=None
     local = np.einsum("nji,nkj->nki", pelvis_R, world[:, list(LIMB_MP)] - mid[:, None])
     obs = Observations(x2=torch.tensor(xy[:, MP_IDS], dtype=f), w2=torch.tensor(w2, dtype=f),
                        scale=torch.tensor(np.maximum(box_size, 1.0), dtype=f)[:, None],
-                       local3=torch.tensor(local, dtype=f), w3=torch.tensor(w2[:, LIMB_COLS], dtype=f))
+                       local3=torch.tensor(local, dtype=f),
+                       depth3=torch.tensor(world[:, list(LIMB_MP), 2] - mid[:, None, 2], dtype=f),
+                       w3=torch.tensor(w2[:, LIMB_COLS], dtype=f))
     if pins is not None:
-        obs.pin_target, obs.pin_w = torch.tensor(pins[0], dtype=f), torch.tensor(pins[1], dtype=f)
+        obs.pin_target = torch.tensor(pins[0], dtype=f)
+        obs.pin_w = torch.tensor(pins[1], dtype=f)
     return obs
 
 
@@ -99,7 +105,10 @@ def _loss(pts, R_global, t, t_start, delta, obs: Observations, K: torch.Tensor, 
         mid = 0.5 * (p[:, HIP_COLS[0]] + p[:, HIP_COLS[1]])
         local = torch.einsum("nji,nkj->nki", R_global, p[:, LIMB_COLS] - mid[:, None])
         loss = loss + cfg.w_3d * (obs.w3 * (local - obs.local3).square().sum(-1)).sum()
-    loss = loss + cfg.w_prior * delta.square().sum()
+    if cfg.w_depth > 0:
+        mid = 0.5 * (p[:, HIP_COLS[0], 2] + p[:, HIP_COLS[1], 2])
+        loss = loss + cfg.w_depth * (obs.w3 * (p[:, LIMB_COLS, 2] - mid[:, None] - obs.depth3).square()).sum()
+    loss = loss + cfg.w_prior * delta[:, 1:].square().sum() + cfg.w_prior_root * delta[:, 0].square().sum()
     if obs.pin_target is not None:
         feet = pts[:, FOOT_COLS]
         loss = loss + cfg.w_pin * (obs.pin_w * (feet - obs.pin_target).square().sum(-1)).sum()
