@@ -29,7 +29,7 @@ LIMBS_MP = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
 LIMB_HIPS = (6, 7)  # positions of the hips inside LIMBS
 FEET = (7, 8, 10, 11)  # ankles and feet: the points whose slide is measured
 RENDERS = (  # name, motion, size, focal (None: diagonal), tilt, seed
-    ("walk_640x480", "walk", "640x480", None, 0.0, 101),
+    ("walk_640x480", "walk", "640x480", None, 0.0, 101),  # 36 frames; the others 24
     ("arms_640x480", "arms", "640x480", None, 0.0, 102),
     ("turn_480x640_f1000", "turn", "480x640", 1000, 0.15, 103),
     ("squat_640x480_f600", "squat", "640x480", 600, 0.0, 104),
@@ -149,7 +149,7 @@ def render_missing(clips: Path) -> None:
         clip = clips / f"{name}.mp4"
         if not clip.is_file():
             extra = ["--focal", focal] if focal else []
-            res = run(["-m", "tar_core", "render-clip", "--motion", motion, "--size", size, "--frames", 36,
+            res = run(["-m", "tar_core", "render-clip", "--motion", motion, "--size", size, "--frames", 24,
                        "--samples", 4, "--seed", seed, "--tilt", tilt, *extra, "-o", clip])
             if res.returncode != 0:
                 raise RuntimeError(res.stderr[-1000:])

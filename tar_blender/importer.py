@@ -12,7 +12,8 @@ import bpy
 import numpy as np
 
 from . import rig
-from .logic.keys import key_frames, motion_curves
+from .logic.camera import floor_matrix
+from .logic.keys import CONTACT_NAMES, contact_curves, key_frames, motion_curves
 from .logic.motion import MotionData, MotionError, read_motion
 from .logic.skeleton import load_body_arrays
 
@@ -24,6 +25,7 @@ class ImportResult:
         self.armatures: list = []
         self.meshes: list = []
         self.camera = None
+        self.floor = None  # the empty that puts the ground plane at z = 0 (files with a ground plane)
         self.motions: list[MotionData] = []
 
 
@@ -69,7 +71,12 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
         arm["tar_engine"] = m.engine
         arm["tar_body_model"] = m.body_model
         frames = key_frames(m.frame_times, fps, scene.frame_start)
-        rig.write_curves(arm, f"{name}_motion", motion_curves(m.poses, m.trans, frames, rest[0]))
+        curves = motion_curves(m.poses, m.trans, frames, rest[0])
+        if m.contacts is not None:  # animated custom properties, 0..1 per foot point
+            for k, point in enumerate(CONTACT_NAMES):
+                arm[f"tar_contact_{point}"] = float(m.contacts[0, k])
+            curves += contact_curves(m.contacts, frames)
+        rig.write_curves(arm, f"{name}_motion", curves)
         result.armatures.append(arm)
         if with_mesh:
             result.meshes.append(rig.build_body_mesh(coll, f"{name}_body", body, m.betas, arm))
@@ -82,8 +89,23 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
             clip = None
         result.camera = rig.build_camera(coll, "TAR_camera", m0.K, *m0.image_size, scene, clip)
         scene.camera = result.camera
+    _floor(coll, motions, result)
     scene.frame_set(scene.frame_current)
     return result
+
+
+def _floor(coll, motions, result: ImportResult) -> None:
+    """With a ground plane in the files, an empty ``TAR_floor`` carries camera and rigs so the floor is z = 0."""
+    ground = next((m.ground_plane for m in motions if m.ground_plane is not None), None)
+    if ground is None:
+        return
+    floor = bpy.data.objects.new("TAR_floor", None)
+    coll.objects.link(floor)
+    floor.matrix_world = [list(r) for r in floor_matrix(ground)]
+    for obj in (*result.armatures, result.camera):
+        if obj is not None:
+            obj.parent = floor
+    result.floor = floor
 
 
 def joints_world(arm) -> np.ndarray:

@@ -147,7 +147,7 @@ def test_contacts_on_a_track_with_known_planted_frames():
     edge[[14, 15, 16, 29, 30, 31]] = True  # a frame either side of a change may go either way
     assert ((c.prob > 0.5) == truth)[~edge].all()
     assert np.degrees(np.arccos(abs(c.ground[:3] @ up))) < 5
-    target, weight = ct.pin_targets(feet, c)
+    target, weight = ct.pin_targets(feet, c, t)
     assert np.ptp(target[30:, 0], axis=0).max() < 1e-9 and weight[35:, 0].min() > 0.8
 
 

@@ -42,7 +42,8 @@ class FitConfig:
     pin_solve: SolveConfig = PIN_SOLVE
     contact: ct.ContactConfig = field(default_factory=ct.ContactConfig)
     cutoff_hz: float = 5.0  # zero-phase low-pass of the solution
-    pin_feet: bool = True
+    pin_feet: bool = False  # measured: holding planted points moved the body more than it steadied the feet
+    pin_mode: str = "shift"  # "shift": the translation holds planted feet; "solve": a last solve moves legs too
     max_gap_s: float = 0.5
     threads: int = 1  # torch threads during the fit (small batched ops: one thread is fastest)
 
@@ -130,7 +131,9 @@ def _pin(body, a, betas, K, R, t, cfg: FitConfig, stop, progress):
     contacts = ct.estimate_contacts(pts[:, :24], pts[:, FOOT_COLS], a.times, cfg.contact)
     if not cfg.pin_feet or not (contacts.prob > cfg.contact.on).any():
         return contacts, R, t
-    target, weight = ct.pin_targets(pts[:, FOOT_COLS], contacts, cfg.contact)
+    target, weight = ct.pin_targets(pts[:, FOOT_COLS], contacts, a.times, cfg.contact)
+    if cfg.pin_mode == "shift":
+        return contacts, R, t + ct.pin_shift(pts[:, FOOT_COLS], target, weight, a.times, cfg.cutoff_hz)
     pinned = np.flatnonzero(weight.max(1) > 0)
     R_p, t_p, _ = _solve(body, a, pinned, betas, K, R[pinned], t[pinned], cfg.pin_solve, stop,
                          _reporter(progress, "feet", len(pinned)),

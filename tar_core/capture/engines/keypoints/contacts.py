@@ -16,7 +16,7 @@ import numpy as np
 
 from tar_core.capture.engines.keypoints.filters import lowpass
 
-__all__ = ["ContactConfig", "Contacts", "estimate_contacts", "pin_targets"]
+__all__ = ["ContactConfig", "Contacts", "estimate_contacts", "pin_shift", "pin_targets"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class Contacts:
     method: str  # "contacts" (normal fitted) or "body-up" (normal from the body)
 
 
+SPEED_CUTOFF_HZ = 2.0  # foot positions are low-passed this much before their speed is taken
+MERGE_GAP_S = 0.3  # contact runs of one point this close in time are one run (one target)
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
 
@@ -45,8 +49,8 @@ def _speed(feet: np.ndarray, times: np.ndarray) -> np.ndarray:
     """(N, 4) speed of each point in m/s (central differences on real time, lightly smoothed)."""
     if len(feet) < 2:
         return np.zeros(feet.shape[:2])
-    v = np.gradient(feet, times, axis=0)
-    return lowpass(np.linalg.norm(v, axis=-1), times, 8.0)
+    v = np.gradient(lowpass(feet, times, SPEED_CUTOFF_HZ), times, axis=0)
+    return np.linalg.norm(v, axis=-1)
 
 
 def _normal(points: np.ndarray, up: np.ndarray, cfg: ContactConfig) -> tuple[np.ndarray, str]:
@@ -74,7 +78,8 @@ def estimate_contacts(joints: np.ndarray, feet: np.ndarray, times: np.ndarray,
     cand = feet[slow & low] if (slow & low).sum() >= 3 else feet[height <= np.percentile(height, 10)]
     n, method = _normal(cand, up, cfg)
     d = -np.percentile(cand @ n, 25)
-    height = feet @ n + d
+    # Each point against its own lowest level: a heel vertex stands higher on the floor than a toe tip.
+    height = feet @ n - np.percentile(feet @ n, 10, axis=0)
     prob = _sigmoid((cfg.speed - speed) / cfg.speed_width) * _sigmoid((cfg.height - height) / cfg.height_width)
     return Contacts(prob=prob, ground=np.array([*n, d]), method=method)
 
@@ -85,15 +90,35 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
-def pin_targets(feet: np.ndarray, contacts: Contacts, cfg: ContactConfig | None = None):
+def pin_shift(feet: np.ndarray, target: np.ndarray, weight: np.ndarray, times: np.ndarray,
+              cutoff_hz: float) -> np.ndarray:
+    """(N, 3) translation that holds planted points at their targets: per frame the weighted mean of
+    (target - point) over the planted points, faded in by their weight, then low-passed (no pops)."""
+    w = weight[..., None]
+    total = w.sum(1)
+    shift = (w * (target - feet)).sum(1) / np.maximum(total, 1e-9) * np.minimum(total, 1.0)
+    return lowpass(shift, times, cutoff_hz)
+
+
+def _merged(runs: list, times: np.ndarray) -> list:
+    out: list = []
+    for a, b in runs:
+        if out and times[a] - times[out[-1][1] - 1] <= MERGE_GAP_S:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def pin_targets(feet: np.ndarray, contacts: Contacts, times: np.ndarray, cfg: ContactConfig | None = None):
     """(N, 4, 3) targets and (N, 4) weights: each run of contact frames held at one place on the ground."""
     cfg = cfg or ContactConfig()
     target, weight = feet.copy(), np.zeros(contacts.prob.shape)
     n, d = contacts.ground[:3], contacts.ground[3]
     for k in range(feet.shape[1]):
         p = contacts.prob[:, k]
-        for a, b in _runs(p > cfg.on):
-            w = p[a:b, None]
+        for a, b in _merged(_runs(p > cfg.on), times):
+            w = p[a:b, None] + 1e-6
             c = (w * feet[a:b, k]).sum(0) / w.sum()
             c = c - (c @ n + d) * n  # on the ground
             target[a:b, k] = c
