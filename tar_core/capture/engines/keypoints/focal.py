@@ -18,8 +18,8 @@ import numpy as np
 __all__ = ["FocalEstimate", "estimate_focal"]
 
 BODY_POINTS = (0, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
-GRID = np.exp(np.linspace(np.log(0.35), np.log(4.0), 29))  # candidates, x the image diagonal
-MAX_FRAMES = 40
+GRID = np.exp(np.linspace(np.log(0.35), np.log(4.0), 21))  # candidates, x the image diagonal
+MAX_FRAMES = 24
 MIN_CONTRAST = 0.04  # the error curve must rise by 4% within x/÷ 1.6 of its minimum to be trusted
 
 

@@ -40,9 +40,9 @@ BOX_METRES = 1.7  # a box is about one body height: 2D residuals in boxes x this
 
 @dataclass(frozen=True)
 class SolveConfig:
-    iters: int = 30
+    iters: int = 20
     tol: float = 1e-6
-    chunk: int = 256
+    chunk: int = 512
     w_2d: float = 1.0
     sigma_2d: float = 0.05  # metres-equivalent scale of the robust 2D cost
     w_face: float = 0.3  # face landmarks count this much of a limb landmark
