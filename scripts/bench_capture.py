@@ -101,7 +101,25 @@ def stage_fps(frames_limit: int = 72) -> dict[str, float]:
     return out
 
 
-def long_clip(path: Path, frames: int) -> Path:
+def keypoints_stages(tmp: Path, frames: int = 300, size: tuple[int, int] = (640, 480)) -> dict[str, float]:
+    """Frames/s of each stage of a keypoints capture of a ``frames``-frame clip at ``size``, from the
+    capture's own ``summary.json`` timings (detection = MediaPipe only; engine = focal estimate + fit)."""
+    import json
+
+    clip = long_clip(tmp / f"kp{frames}.mp4", frames, size)
+    out = tmp / "kp_out"
+    res = subprocess.run([sys.executable, "-m", "tar_core", "capture", str(clip), "-o", str(out)], capture_output=True,
+                         text=True, cwd=ROOT)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr[-2000:])
+    s = json.loads((out / "summary.json").read_text())
+    t = s["timings_s"]
+    n = s["frames_read"]
+    return {"read + detect + track": n / t["tracking"], "detect (MediaPipe)": n / t["detection"],
+            "fit (keypoints engine)": n / t["engine"]}
+
+
+def long_clip(path: Path, frames: int, size: tuple[int, int] | None = None) -> Path:
     import cv2
 
     cap = cv2.VideoCapture(str(SAMPLE))
@@ -113,7 +131,9 @@ def long_clip(path: Path, frames: int) -> Path:
         src.append(img)
     # Walk forth and back so the motion stays continuous when looped.
     cycle = src + src[::-1]
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (src[0].shape[1], src[0].shape[0]))
+    if size is not None:
+        cycle = [cv2.resize(img, size, interpolation=cv2.INTER_CUBIC) for img in cycle]
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (cycle[0].shape[1], cycle[0].shape[0]))
     for i in range(frames):
         w.write(cycle[i % len(cycle)])
     w.release()
@@ -138,7 +158,15 @@ def main() -> int:
     ap.add_argument("--tiny-frames", type=int, default=72)
     ap.add_argument("--paper-frames", type=int, default=6)
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--keypoints-only", action="store_true", help="only the keypoints capture's stages")
     args = ap.parse_args()
+    if args.keypoints_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            kp = keypoints_stages(Path(tmp))
+        for stage, fps in kp.items():
+            print(f"keypoints capture, 300 frames 640x480: {stage:24s} {fps:8.1f} frames/s")
+        print(f"  fit / detection speed: {kp['fit (keypoints engine)'] / kp['detect (MediaPipe)']:.1f}x (target >= 3x)")
+        return 0
     torch.set_num_threads(torch.get_num_threads())
     print(f"CPU threads: {torch.get_num_threads()}, torch {torch.__version__}")
     peak = matmul_gflops()
@@ -159,6 +187,11 @@ def main() -> int:
 
     for stage, fps in stage_fps().items():
         print(f"stage {stage:20s} {fps:8.1f} frames/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        kp = keypoints_stages(Path(tmp))
+    for stage, fps in kp.items():
+        print(f"keypoints capture, 300 frames 640x480: {stage:24s} {fps:8.1f} frames/s")
+    print(f"  fit / detection speed: {kp['fit (keypoints engine)'] / kp['detect (MediaPipe)']:.1f}x (target >= 3x)")
 
     if not args.skip_rss:
         with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,8 @@ import bpy
 import numpy as np
 
 from . import rig
-from .logic.keys import key_frames, motion_curves
+from .logic.camera import floor_matrix
+from .logic.keys import CONTACT_NAMES, contact_curves, key_frames, motion_curves
 from .logic.motion import MotionData, MotionError, read_motion
 from .logic.skeleton import JOINT_NAMES, load_body_arrays
 from .logic.workflow import Timing, clip_name, frame_range, plan_timing, take_name
@@ -24,6 +25,7 @@ class ImportResult:
         self.armatures: list = []
         self.meshes: list = []
         self.camera: bpy.types.Object | None = None
+        self.floor: bpy.types.Object | None = None  # puts the ground plane at z = 0 (files with a ground plane)
         self.motions: list[MotionData] = []
         self.timing: Timing | None = None
 
@@ -138,7 +140,12 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
         elif "tar_contacts" in arm:
             del arm["tar_contacts"]
         frames = key_frames(m.frame_times, timing.fps, timing.start)
-        action = rig.write_curves(arm, take, motion_curves(m.poses, m.trans, frames, rest[0]))
+        curves = motion_curves(m.poses, m.trans, frames, rest[0])
+        if m.contacts is not None:  # animated custom properties, 0..1 per foot point
+            for k, point in enumerate(CONTACT_NAMES):
+                arm[f"tar_contact_{point}"] = float(m.contacts[0, k])
+            curves += contact_curves(m.contacts, frames)
+        action = rig.write_curves(arm, take, curves)
         lo, hi = frame_range(float(frames[0]), float(frames[-1]))
         push_take(arm, action, take, lo, hi)
         result.armatures.append(arm)
@@ -155,9 +162,25 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
                                          clip_start=round(timing.start), set_render=make_active)
         if make_active:
             scene.camera = result.camera
+    if coll is not None:
+        _floor(coll, motions, result)
     result.timing = timing
     scene.frame_set(scene.frame_current)
     return result
+
+
+def _floor(coll, motions, result: ImportResult) -> None:
+    """With a ground plane in the files, an empty ``TAR_floor`` carries camera and new rigs so the floor is z = 0."""
+    ground = next((m.ground_plane for m in motions if m.ground_plane is not None), None)
+    if ground is None:
+        return
+    floor = bpy.data.objects.new("TAR_floor", None)
+    coll.objects.link(floor)
+    floor.matrix_world = [list(r) for r in floor_matrix(ground)]
+    for obj in (*result.armatures, result.camera):
+        if obj is not None and obj.users_collection and coll in obj.users_collection:
+            obj.parent = floor
+    result.floor = floor
 
 
 def _stored_path(path: str) -> str:

@@ -58,6 +58,11 @@ class Motion:
     provenance: str = "{}"  # JSON
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+    # Optional (an engine may write them; absent keys read as None):
+    contacts: np.ndarray | None = None  # (N, 4) f32 0..1 left heel, left toe, right heel, right toe
+    ground_plane: np.ndarray | None = None  # (4,) f32 unit normal (up) and d: n . p + d = 0, camera frame
+    poses_raw: np.ndarray | None = None  # (N, 72) f32 the engine's solution before smoothing
+    trans_raw: np.ndarray | None = None  # (N, 3) f32
 
     @property
     def num_frames(self) -> int:
@@ -72,7 +77,9 @@ class Motion:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            spec = _SPEC.get(f.name)
+            if v is None and f.name in _OPTIONAL:
+                continue
+            spec = _SPEC.get(f.name) or _OPTIONAL.get(f.name)
             out[f.name] = np.asarray(v, dtype=spec[1]) if spec else np.asarray(v)
         out["mocap_frame_rate"] = out["mocap_framerate"]
         return out
@@ -95,6 +102,12 @@ _SPEC: dict[str, tuple[tuple, type]] = {
     "mocap_frame_rate": ((), np.float64),
     "track_id": ((), np.int64),
     "format_version": ((), np.int64),
+}
+_OPTIONAL: dict[str, tuple[tuple, type]] = {
+    "contacts": (("N", 4), np.float32),
+    "ground_plane": ((4,), np.float32),
+    "poses_raw": (("N", 72), np.float32),
+    "trans_raw": (("N", 3), np.float32),
 }
 _STRINGS = {
     "format": (FORMAT,),
@@ -129,7 +142,7 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> int:
     n = arrays["poses"].shape[0] if arrays["poses"].ndim == 2 else -1
     if n < 1:
         raise MotionFileError("poses", f"must be (N, 72) with N >= 1, got {arrays['poses'].shape}")
-    for key, (shape, dtype) in _SPEC.items():
+    for key, (shape, dtype) in (*_SPEC.items(), *((k, v) for k, v in _OPTIONAL.items() if k in arrays)):
         a = arrays[key]
         want = tuple(n if d == "N" else d for d in shape)
         if a.shape != want:
@@ -152,9 +165,13 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> int:
     K = arrays["camera_intrinsics"]
     if K[0, 0] <= 0 or K[1, 1] <= 0 or not np.allclose(K[2], [0, 0, 1]) or K[1, 0] != 0:
         raise MotionFileError("camera_intrinsics", "not a pinhole matrix [[fx,s,cx],[0,fy,cy],[0,0,1]]")
-    c = arrays["confidence"]
-    if np.any((c < 0) | (c > 1)):
-        raise MotionFileError("confidence", "values must lie in 0..1")
+    for key in ("confidence", "contacts"):
+        c = arrays.get(key)
+        if c is not None and np.any((c < 0) | (c > 1)):
+            raise MotionFileError(key, "values must lie in 0..1")
+    g = arrays.get("ground_plane")
+    if g is not None and not np.isclose(np.linalg.norm(g[:3]), 1.0, atol=1e-3):
+        raise MotionFileError("ground_plane", "the first three values must be a unit normal")
     try:
         prov = json.loads(_string(arrays, "provenance"))
     except json.JSONDecodeError as exc:
@@ -198,8 +215,10 @@ def read_motion(path: str | Path) -> Motion:
     validate_arrays(arrays)
     kw = {}
     for f in fields(Motion):
-        v = arrays[f.name]
-        if f.name in _STRINGS:
+        v = arrays.get(f.name)
+        if f.name in _OPTIONAL:
+            kw[f.name] = v
+        elif f.name in _STRINGS:
             kw[f.name] = str(v)
         elif f.name in ("track_id", "format_version"):
             kw[f.name] = int(v)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-__all__ = ["CV_TO_WORLD", "CAMERA_EULER", "camera_settings"]
+__all__ = ["CV_TO_WORLD", "CAMERA_EULER", "camera_settings", "floor_matrix"]
 
 CV_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # rotation -90 deg about X
 CAMERA_EULER = (math.pi / 2, 0.0, 0.0)  # a Blender camera looks down its -Z: this turns it to +Y
@@ -33,3 +33,25 @@ def camera_settings(K: np.ndarray, width: int, height: int, sensor_width: float 
         "resolution": (int(width), int(height)),
         "pixel_aspect": (aspect_x, aspect_y),
     }
+
+
+def floor_matrix(ground_plane) -> np.ndarray:
+    """(4, 4) Blender world transform that puts a motion file's ground plane (camera frame, OpenCV axes:
+    unit normal up, ``n . p + d = 0``) at z = 0 with its normal along +z, for the default placement
+    (camera at the origin, OpenCV (x, y, z) -> Blender (x, z, -y)). The smallest rotation that levels the
+    floor, so the camera keeps its heading; a parent with this matrix moves camera and rigs together."""
+    g = np.asarray(ground_plane, dtype=np.float64)
+    n = np.array([g[0], g[2], -g[1]])  # the normal in Blender axes
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(n, z)
+    s, c = np.linalg.norm(axis), float(n @ z)
+    if s < 1e-12:
+        R = np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    else:
+        k = axis / s
+        kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        R = np.eye(3) + s * kx + (1 - c) * kx @ kx
+    M = np.eye(4)
+    M[:3, :3] = R
+    M[2, 3] = g[3]  # on the floor n . p = -d, so after turning, z = -d: lift by d
+    return M

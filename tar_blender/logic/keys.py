@@ -9,7 +9,7 @@ import numpy as np
 from .rotations import axis_angle_to_quaternion, continuous_quaternions
 from .skeleton import JOINT_NAMES
 
-__all__ = ["Curve", "key_frames", "motion_curves"]
+__all__ = ["CONTACT_NAMES", "Curve", "contact_curves", "key_frames", "motion_curves"]
 
 
 @dataclass
@@ -72,3 +72,16 @@ def motion_curves(poses: np.ndarray, trans: np.ndarray, frames: np.ndarray, pelv
     loc = 'pose.bones["pelvis"].location'
     curves += [Curve(loc, c, "pelvis", _co(frames, root_loc[:, c])) for c in range(3)]
     return curves
+
+
+CONTACT_NAMES = ("left_heel", "left_toe", "right_heel", "right_toe")
+
+
+def contact_curves(contacts: np.ndarray, frames: np.ndarray) -> list[Curve]:
+    """Animated custom properties ``tar_contact_<point>`` (0..1) for the motion file's contacts (N, 4)."""
+    out = []
+    for k, name in enumerate(CONTACT_NAMES):
+        co = np.empty(2 * len(frames), dtype=np.float32)
+        co[0::2], co[1::2] = frames, contacts[:, k]
+        out.append(Curve(f'["tar_contact_{name}"]', 0, "TAR contacts", co))
+    return out

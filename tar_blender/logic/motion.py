@@ -38,7 +38,8 @@ class MotionData:
     track_id: int
     engine: str
     provenance: dict
-    contacts: np.ndarray | None = None  # (N, 4) left heel, left toe, right heel, right toe in 0..1 (optional key)
+    contacts: np.ndarray | None = None  # (N, 4) 0..1 left heel, left toe, right heel, right toe
+    ground_plane: np.ndarray | None = None  # (4,) unit normal (up) and d, camera frame: n . p + d = 0
 
     @property
     def num_frames(self) -> int:
@@ -46,6 +47,21 @@ class MotionData:
 
 
 _SHAPES = {"poses": (72,), "trans": (3,), "joints_cam": (24, 3), "joints_2d": (24, 2)}
+
+
+def _optional(path, a: dict, n: int):
+    """The optional ``contacts`` (N, 4) in 0..1 and ``ground_plane`` (4,) with a unit normal, or None."""
+    contacts = a.get("contacts")
+    if contacts is not None:
+        if contacts.shape != (n, 4) or contacts.dtype.kind != "f" or not np.all((contacts >= 0) & (contacts <= 1)):
+            raise MotionError(path, "contacts", f"expected (N, 4) values in 0..1, got {contacts.shape}")
+        contacts = contacts.astype(np.float64)
+    ground = a.get("ground_plane")
+    if ground is not None:
+        if ground.shape != (4,) or not np.all(np.isfinite(ground)) or abs(np.linalg.norm(ground[:3]) - 1) > 1e-3:
+            raise MotionError(path, "ground_plane", "expected (4,): a unit normal and an offset")
+        ground = ground.astype(np.float64)
+    return contacts, ground
 
 
 def read_motion(path: str | Path) -> MotionData:
@@ -101,25 +117,19 @@ def read_motion(path: str | Path) -> MotionData:
         raise MotionError(path, "provenance", "not JSON") from None
     if not isinstance(prov, dict):
         raise MotionError(path, "provenance", "must be a JSON object")
-    contacts = None
-    if "contacts" in a:
-        c = a["contacts"]
-        if c.dtype.kind not in "fiub" or c.shape != (n, 4):
-            raise MotionError(path, "contacts", f"expected numeric (N, 4) = {(n, 4)}, got {c.dtype} {c.shape}")
-        contacts = c.astype(np.float64)
-        if not np.all(np.isfinite(contacts)) or contacts.min() < 0 or contacts.max() > 1:
-            raise MotionError(path, "contacts", "must be probabilities in 0..1")
     try:
         track_id = int(a["track_id"]) if "track_id" in a else 0
     except (TypeError, ValueError):
         raise MotionError(path, "track_id", "must be an integer") from None
+    contacts, ground = _optional(path, a, n)
     return MotionData(
-        path=str(path), poses=a["poses"].astype(np.float64), trans=a["trans"].astype(np.float64),
+        contacts=contacts, ground_plane=ground, path=str(path), poses=a["poses"].astype(np.float64),
+        trans=a["trans"].astype(np.float64),
         betas=a["betas"].astype(np.float64), frame_times=times, fps=fps,
         image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
         K=a["camera_intrinsics"].astype(np.float64), joints_cam=a["joints_cam"].astype(np.float64),
         joints_2d=a["joints_2d"].astype(np.float64), body_model=body,
         gender=str(a["gender"]) if "gender" in a else "neutral",
         track_id=track_id,
-        engine=str(a["engine"]) if "engine" in a else "unknown", provenance=prov, contacts=contacts,
+        engine=str(a["engine"]) if "engine" in a else "unknown", provenance=prov,
     )  # fmt: skip

@@ -207,6 +207,36 @@ def convert_smpl_file(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
+def _tree_levels() -> tuple[list[tuple[list[int], list[int]]], list[int]]:
+    """Joints grouped by depth in the tree: [(joints, positions of their parents in the running order)],
+    and the permutation from that running order back to SMPL's."""
+    depth = [0] * NUM_JOINTS
+    for j in range(1, NUM_JOINTS):
+        depth[j] = depth[PARENTS[j]] + 1
+    order: list[int] = [0]
+    levels = []
+    for d in range(1, max(depth) + 1):
+        joints = [j for j in range(NUM_JOINTS) if depth[j] == d]
+        levels.append((joints, [order.index(PARENTS[j]) for j in joints]))
+        order += joints
+    return levels, [order.index(j) for j in range(NUM_JOINTS)]
+
+
+_LEVELS, _UNORDER = _tree_levels()
+
+
+def _forward_kinematics(rotmats: torch.Tensor, J: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """World rotation and position of every joint from local rotations (B, 24, 3, 3) and rest joints
+    (B, 24, 3): one batched step per tree level (9 for SMPL), not one per joint."""
+    rel = torch.cat([J[:, :1], J[:, 1:] - J[:, list(PARENTS[1:])]], 1)  # bones, parents' frames at rest
+    rot, pos = rotmats[:, :1], rel[:, :1]
+    for joints, parents in _LEVELS:
+        p_rot, p_pos = rot[:, parents], pos[:, parents]
+        rot = torch.cat([rot, p_rot @ rotmats[:, joints]], 1)
+        pos = torch.cat([pos, p_pos + (p_rot @ rel[:, joints, :, None])[..., 0]], 1)
+    return rot[:, _UNORDER], pos[:, _UNORDER]
+
+
 class BodyOutput(NamedTuple):
     """Posed body. Shapes for batch B, V vertices, K markers."""
 
@@ -311,15 +341,7 @@ class BodyModel(torch.nn.Module):
             eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
             feat = (rotmats[:, 1:] - eye).reshape(B, -1)  # (B, 207)
             v = v + (feat @ self.s_posedirs).view(B, -1, 3)
-        # Forward kinematics: world transform of every joint, parents first.
-        rel = J.clone()
-        rel[:, 1:] = J[:, 1:] - J[:, list(PARENTS[1:])]
-        rot, pos = [rotmats[:, 0]], [rel[:, 0]]
-        for j in range(1, NUM_JOINTS):
-            p = PARENTS[j]
-            rot.append(rot[p] @ rotmats[:, j])
-            pos.append(pos[p] + (rot[p] @ rel[:, j, :, None])[..., 0])
-        G_rot, G_pos = torch.stack(rot, 1), torch.stack(pos, 1)  # (B, 24, 3, 3), (B, 24, 3)
+        G_rot, G_pos = _forward_kinematics(rotmats, J)  # (B, 24, 3, 3), (B, 24, 3)
         # Skinning transforms move rest-pose points: x -> G_rot x + (G_pos - G_rot J).
         A_t = G_pos - (G_rot @ J[..., None])[..., 0]
         T_rot = (self.s_weights @ G_rot.flatten(2)).view(B, -1, 3, 3)  # (B, S, 3, 3)
@@ -330,6 +352,25 @@ class BodyModel(torch.nn.Module):
             verts = verts + transl[:, None]
         return BodyOutput(vertices=None, joints=G_pos, extra_joints=verts[:, self.n_markers:],
                           markers=verts[:, : self.n_markers])
+
+    def skeleton(self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None,
+                 extra: tuple[int, ...] = ()) -> torch.Tensor:
+        """(B, 24 + len(extra), 3): the joints and the chosen extra joints (smplx order) posed by local
+        rotations (B, 24, 3, 3): the least work for a fit that needs only these points."""
+        B = rotmats.shape[0]
+        sel = torch.as_tensor([self.n_markers + e for e in extra], dtype=torch.long)
+        J = self.j_template + (betas @ self.j_shapedirs.flatten(0, 1).T).view(B, -1, 3)
+        v = self.s_template[sel] + (betas @ self.s_shapedirs[sel].flatten(0, 1).T).view(B, -1, 3)
+        if self.has_posedirs:
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            pd = self.s_posedirs.view(self.s_posedirs.shape[0], -1, 3)[:, sel].flatten(1)
+            v = v + ((rotmats[:, 1:] - eye).reshape(B, -1) @ pd).view(B, -1, 3)
+        G_rot, G_pos = _forward_kinematics(rotmats, J)
+        A_t = G_pos - (G_rot @ J[..., None])[..., 0]
+        w = self.s_weights[sel]
+        verts = ((w @ G_rot.flatten(2)).view(B, -1, 3, 3) @ v[..., None])[..., 0] + w @ A_t
+        out = torch.cat([G_pos, verts], 1)
+        return out if transl is None else out + transl[:, None]
 
     def forward(self, global_orient, body_pose, betas=None, transl=None, full_mesh: bool = True) -> BodyOutput:
         """Pose the body.

@@ -26,7 +26,7 @@ from tar_core.capture.engines.base import EngineJob
 from tar_core.capture.tracks import TrackingPass
 from tar_core.capture.video import VideoReader
 from tar_core.capture.writer import MotionWriter
-from tar_core.errors import NoFramesError, NoPersonError, OutputError, TarError
+from tar_core.errors import NoFramesError, NoPersonError, OutputError, TarError, UsageError
 from tar_core.geometry import camera as cam
 from tar_core.util.atomic import atomic_path
 from tar_core.util.stop import StopFlag
@@ -43,6 +43,8 @@ class CaptureOptions:
     body: str | None = None
     device: str = "auto"
     focal: float | None = None
+    fov: float | None = None  # degrees across the image's longer side
+    focal_35mm: float | None = None  # 35 mm-equivalent focal length, mm
     max_people: int = 0
     boxes: str | None = None
     fps: float | None = None  # for image folders
@@ -72,9 +74,22 @@ def _provenance(opts: CaptureOptions, engine, body, info) -> dict:
     }  # fmt: skip
 
 
-def _intrinsics(opts: CaptureOptions, info) -> np.ndarray:
-    focal = float(opts.focal) if opts.focal else cam.default_focal(info.width, info.height)
-    return cam.intrinsics(focal, cam.default_principal_point(info.width, info.height))
+def _intrinsics(opts: CaptureOptions, info) -> tuple[np.ndarray, str]:
+    """K and where its focal length came from: ``given`` (--focal), ``fov``, ``35mm`` or ``default``."""
+    given = [k for k in ("focal", "fov", "focal_35mm") if getattr(opts, k)]
+    if len(given) > 1:
+        raise UsageError(f"give one of --focal, --fov and --focal-35mm, not {len(given)}")
+    if opts.focal:
+        focal, source = float(opts.focal), "given"
+    elif opts.fov:
+        if not 1.0 <= opts.fov <= 179.0:
+            raise UsageError(f"--fov must be between 1 and 179 degrees, got {opts.fov}")
+        focal, source = cam.focal_from_fov(opts.fov, info.width, info.height), "fov"
+    elif opts.focal_35mm:
+        focal, source = cam.focal_from_35mm(opts.focal_35mm, info.width, info.height), "35mm"
+    else:
+        focal, source = cam.default_focal(info.width, info.height), "default"
+    return cam.intrinsics(focal, cam.default_principal_point(info.width, info.height)), source
 
 
 def _track(opts: CaptureOptions, reader, progress, stop, summary: dict) -> tuple[dict, dict]:
@@ -84,6 +99,7 @@ def _track(opts: CaptureOptions, reader, progress, stop, summary: dict) -> tuple
     with reader:
         tracks, n_frames = tracking.run(reader)
     summary["timings_s"]["tracking"] = time.perf_counter() - t0
+    summary["timings_s"]["detection"] = tracking.detect_s
     summary["frames_read"] = n_frames
     if n_frames == 0:
         raise NoFramesError(f"{opts.clip}: the clip has no frames")
@@ -109,7 +125,7 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         reader = VideoReader(opts.clip, fps=opts.fps)
         info = reader.info
         summary["video"] = asdict(info)
-        K = _intrinsics(opts, info)
+        K, focal_source = _intrinsics(opts, info)
         body = load_body_model(opts.body)
         summary["body_model"] = body.describe()
         engine = build_engine(engine_name, body=body, checkpoint=opts.checkpoint, device=opts.device,
@@ -121,8 +137,9 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         tracks, frame_times = _track(opts, reader, progress, stop, summary)
         t1 = time.perf_counter()
         engine.run(EngineJob(clip=opts.clip, fps=opts.fps, tracks=tracks, frame_times=frame_times, K=K, body=body,
-                             writer=writer, progress=progress, stop=stop))
+                             writer=writer, progress=progress, stop=stop, focal_source=focal_source))
         summary["timings_s"]["engine"] = time.perf_counter() - t1
+        summary.update(engine.summary())
         summary["completed"] = True
         return summary
     except TarError as exc:

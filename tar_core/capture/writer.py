@@ -30,8 +30,15 @@ class MotionWriter:
                             torch.from_numpy(trans.astype(np.float32)), full_mesh=False)
         return out.joints.numpy().astype(np.float64)  # (N, 24, 3)
 
-    def write(self, track, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray, confidence: np.ndarray) -> Path:
-        """``track`` has frame_ids, times, boxes and track_id (a TrackData or the like)."""
+    def set_camera(self, K: np.ndarray, provenance: dict) -> None:
+        """An engine that estimated the intrinsics writes them (and how it got them) into every later file."""
+        self.K = np.asarray(K, dtype=np.float64)
+        self.provenance = {**self.provenance, **provenance}
+
+    def write(self, track, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray, confidence: np.ndarray,
+              extras: dict | None = None) -> Path:
+        """``track`` has frame_ids, times, boxes and track_id (a TrackData or the like); ``extras``: the motion
+        file's optional arrays (contacts, ground_plane, poses_raw, trans_raw)."""
         joints = self._joints(poses, trans, betas)
         motion = Motion(
             poses=poses, trans=trans, betas=betas, frame_ids=np.asarray(track.frame_ids),
@@ -41,6 +48,7 @@ class MotionWriter:
             confidence=np.clip(confidence, 0.0, 1.0), mocap_framerate=self.info.fps, track_id=track.track_id,
             engine=self.engine, body_model=self.body.kind, gender=self.body.data.gender,
             provenance=json.dumps({**self.provenance, "track_id": track.track_id}, sort_keys=True),
+            **(extras or {}),
         )  # fmt: skip
         path = write_motion(self.out_dir / f"person_{track.track_id}.npz", motion)
         n = len(poses)

@@ -17,7 +17,12 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--body", default=None, help=BODY_HELP)
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    p.add_argument("--focal", type=float, default=None, help="focal length in pixels (default: image diagonal)")
+    p.add_argument("--focal", type=float, default=None,
+                   help="focal length in pixels (default: the keypoints engine estimates it from the landmarks; "
+                        "the tar engine uses the image diagonal)")
+    p.add_argument("--fov", type=float, default=None, help="field of view in degrees across the longer image side")
+    p.add_argument("--focal-35mm", type=float, default=None, help="35 mm-equivalent focal length in mm (as phones "
+                                                                   "report it)")
     p.add_argument("--max-people", type=int, default=0, help="0 = everyone tracked")
     p.add_argument("--boxes", default=None, help="JSON: frame -> list of [x0,y0,x1,y1] or with ids")
     p.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 30)")

@@ -24,6 +24,8 @@ __all__ = [
     "bbox_info",
     "crop_to_full",
     "default_focal",
+    "focal_from_35mm",
+    "focal_from_fov",
     "default_principal_point",
     "full_to_crop",
     "full_to_normalized",
@@ -53,6 +55,19 @@ def _pair(v, like):
 def default_focal(width: float, height: float) -> float:
     """Focal length in pixels when the intrinsics are unknown: the image diagonal."""
     return math.sqrt(float(width) ** 2 + float(height) ** 2)
+
+
+DIAGONAL_35MM = float(np.hypot(36.0, 24.0))  # mm, the 35 mm frame's diagonal
+
+
+def focal_from_fov(fov_deg: float, width: int, height: int) -> float:
+    """Focal in pixels from the field of view across the image's longer side (Blender's auto sensor fit)."""
+    return 0.5 * max(width, height) / float(np.tan(np.radians(fov_deg) / 2))
+
+
+def focal_from_35mm(mm: float, width: int, height: int) -> float:
+    """Focal in pixels from a 35 mm-equivalent focal length (defined on the diagonal, as phones quote it)."""
+    return mm / DIAGONAL_35MM * float(np.hypot(width, height))
 
 
 def default_principal_point(width: float, height: float) -> tuple[float, float]:

@@ -23,6 +23,7 @@ class EngineJob:
     writer: object  # MotionWriter
     progress: object
     stop: object  # StopFlag
+    focal_source: str = "given"  # "given", "fov", "35mm" (the user's) or "default" (an engine may estimate it)
 
 
 class Engine(Protocol):

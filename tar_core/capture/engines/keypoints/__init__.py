@@ -1,0 +1,214 @@
+"""The keypoints engine: MediaPipe BlazePose landmarks turned into body-model motion, per track.
+
+No checkpoint is needed, so real footage works out of the box. The steps, each in its own module:
+1. ``focal``: the focal length from the landmarks' 2D/3D consistency when the user gave none;
+2. ``shape``: one body shape per person from the limb lengths of MediaPipe's metric world landmarks;
+3. ``ik``: per frame, joint rotations solved analytically from the world landmarks (elbows and knees
+   bent as seen) and the translation that puts the body on the 2D landmarks;
+4. ``solver``: a converged L-BFGS refinement against the 2D landmarks (and the world landmarks for
+   depth), frames independent, in chunks of bounded size (no seams);
+5. ``filters``: zero-phase low-pass, cut-off in Hz of the real timestamps (the raw solution is kept);
+6. ``contacts``: heel/toe contact probabilities, the ground plane, planted feet pinned by a last solve.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from tar_core.capture.engines.keypoints import contacts as ct
+from tar_core.capture.engines.keypoints.filters import lowpass, lowpass_rotations, nearest_rotation
+from tar_core.capture.engines.keypoints.focal import FocalEstimate, estimate_focal
+from tar_core.capture.engines.keypoints.ik import rest_body, solve_ik, translation_from_2d
+from tar_core.capture.engines.keypoints.landmarks import MP_IDS, MP_TO_BODY, track_arrays
+from tar_core.capture.engines.keypoints.shape import estimate_betas
+from tar_core.capture.engines.keypoints.solver import FOOT_COLS, PT_COLS, SolveConfig, observations, pose_points, refine
+from tar_core.capture.tracks import TrackData
+from tar_core.geometry import camera as cam
+from tar_core.geometry.rotations import matrix_to_axis_angle
+
+__all__ = ["FitConfig", "KeypointsEngine", "TrackFit", "fit_track", "MP_TO_BODY"]
+
+VERSION = "keypoints-2"
+PIN_SOLVE = SolveConfig(iters=15, w_2d=0.0, w_3d=0.0, w_prior=1.0, w_prior_root=1.0, w_pin=100.0, w_stay=1.0)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    solve: SolveConfig = field(default_factory=SolveConfig)
+    pin_solve: SolveConfig = PIN_SOLVE
+    contact: ct.ContactConfig = field(default_factory=ct.ContactConfig)
+    cutoff_hz: float = 5.0  # zero-phase low-pass of the solution
+    pin_feet: bool = False  # measured: holding planted points moved the body more than it steadied the feet
+    pin_mode: str = "shift"  # "shift": the translation holds planted feet; "solve": a last solve moves legs too
+    max_gap_s: float = 0.5
+    threads: int = 1  # torch threads during the fit (small batched ops: one thread is fastest)
+
+
+@dataclass
+class TrackFit:
+    """One track's motion: the final (smoothed, feet pinned) and the raw (per-frame) solution."""
+
+    poses: np.ndarray  # (N, 72)
+    trans: np.ndarray  # (N, 3)
+    poses_raw: np.ndarray
+    trans_raw: np.ndarray
+    betas: np.ndarray  # (10,)
+    contacts: np.ndarray  # (N, 4)
+    ground: np.ndarray  # (4,)
+    confidence: np.ndarray  # (N,)
+    info: dict
+
+
+def _to_poses(R: np.ndarray) -> np.ndarray:
+    return matrix_to_axis_angle(R).reshape(len(R), 72)
+
+
+def _start(body, a, rows: np.ndarray, K: np.ndarray):
+    """Shape, analytic rotations and translation of the observed rows."""
+    betas = estimate_betas(body, a.world[rows], a.vis[rows])
+    R = solve_ik(a.world[rows], rest_body(body, betas))
+    with torch.no_grad():
+        pts = pose_points(body, torch.tensor(betas, dtype=torch.float32)[None], torch.tensor(R, dtype=torch.float32),
+                          torch.zeros(len(R), 3)).double().numpy()
+    w = a.vis[rows][:, MP_IDS] * (a.vis[rows][:, MP_IDS] > 0.3)
+    t = translation_from_2d(pts[:, PT_COLS], a.xy[rows][:, MP_IDS], w, K)
+    return betas, R, t
+
+
+class _Progress:
+    """Frames done, reported in steps of at most ``STEP`` frames (a chunk's share of its iteration budget
+    as it goes; the rest of a chunk that converged early, in steps, when it ends)."""
+
+    STEP = 30
+
+    def __init__(self, report):
+        self.report, self.done = report, 0
+
+    def to(self, done: int) -> None:
+        while self.done < done:
+            self.done = min(done, self.done + self.STEP)
+            self.report(self.done)
+
+
+def _solve(body, a, rows, betas, K, R, t, cfg: SolveConfig, stop, report, pins=None):
+    """Refine chunk by chunk; progress at least every 30 frames. Returns rotations, translations, solver info."""
+    out_R, out_t, infos = np.empty_like(R), np.empty_like(t), []
+    prog = _Progress(report)
+    for s in range(0, len(rows), cfg.chunk):
+        stop.check()
+        sl = slice(s, min(len(rows), s + cfg.chunk))
+        r = rows[sl]
+        obs = observations(a.xy[r], a.vis[r], a.world[r], a.box_size[r], R[sl, 0], cfg,
+                           None if pins is None else (pins[0][sl], pins[1][sl]))
+        n = sl.stop - sl.start
+        out_R[sl], out_t[sl], info = refine(body, betas, K, R[sl], t[sl], obs, cfg, stop,
+                                            lambda it, s=s, n=n: prog.to(s + n * min(it, cfg.iters) // cfg.iters))
+        infos.append(info)
+        prog.to(sl.stop)
+    return out_R, out_t, infos
+
+
+def _fill(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Values of the observed ``rows`` spread to all ``n`` rows, bridged rows linearly interpolated."""
+    flat = values.reshape(len(rows), -1)
+    out = np.stack([np.interp(np.arange(n), rows, c) for c in flat.T], 1)
+    return out.reshape((n,) + values.shape[1:])
+
+
+def _reporter(progress, stage: str, total: int):
+    return (lambda done: progress(stage, done, total)) if progress else (lambda done: None)
+
+
+def _pin(body, a, betas, K, R, t, cfg: FitConfig, stop, progress):
+    """Contacts of the smoothed motion, then planted foot points held in place by a last solve."""
+    with torch.no_grad():
+        pts = pose_points(body, torch.tensor(betas, dtype=torch.float32)[None], torch.tensor(R, dtype=torch.float32),
+                          torch.tensor(t, dtype=torch.float32)).double().numpy()
+    contacts = ct.estimate_contacts(pts[:, :24], pts[:, FOOT_COLS], a.times, cfg.contact)
+    if not cfg.pin_feet or not (contacts.prob > cfg.contact.on).any():
+        return contacts, R, t
+    target, weight = ct.pin_targets(pts[:, FOOT_COLS], contacts, a.times, cfg.contact)
+    if cfg.pin_mode == "shift":
+        return contacts, R, t + ct.pin_shift(pts[:, FOOT_COLS], target, weight, a.times, cfg.cutoff_hz)
+    pinned = np.flatnonzero(weight.max(1) > 0)
+    R_p, t_p, _ = _solve(body, a, pinned, betas, K, R[pinned], t[pinned], cfg.pin_solve, stop,
+                         _reporter(progress, "feet", len(pinned)),
+                         (target[pinned], weight[pinned]))
+    R, t = R.copy(), t.copy()
+    R[pinned], t[pinned] = R_p, t_p
+    return contacts, R, t
+
+
+def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None) -> TrackFit:
+    """Fit one track's landmarks (``TrackArrays``)."""
+    n = len(a)
+    rows = np.flatnonzero(a.observed)
+    t0 = time.perf_counter()
+    betas, R, t = _start(body, a, rows, K)
+    R, t, infos = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, _reporter(progress, "fitting", len(rows)))
+    R_raw, t_raw = nearest_rotation(_fill(R, rows, n)), _fill(t, rows, n)
+    R_s, t_s = lowpass_rotations(R_raw, a.times, cfg.cutoff_hz), lowpass(t_raw, a.times, cfg.cutoff_hz)
+    contacts, R_f, t_f = _pin(body, a, betas, K, R_s, t_s, cfg, stop, progress)
+    conf = np.where(a.observed, a.vis[:, [11, 12, 23, 24]].mean(1), 0.2).clip(0, 1)
+    info = {"solver_iterations": [i["iterations"] for i in infos],
+            "solver_evaluations": [i["evaluations"] for i in infos], "ground_method": contacts.method,
+            "seconds": time.perf_counter() - t0}
+    return TrackFit(poses=_to_poses(R_f), trans=t_f, poses_raw=_to_poses(R_raw), trans_raw=t_raw, betas=betas,
+                    contacts=contacts.prob, ground=contacts.ground, confidence=conf, info=info)
+
+
+class KeypointsEngine:
+    """The keypoints engine behind the ``Engine`` interface: no checkpoint, landmarks from pass 1."""
+
+    name = "keypoints"
+
+    def __init__(self, cfg: FitConfig | None = None):
+        self.cfg = cfg or FitConfig()
+        self.focal: FocalEstimate | None = None
+        self.fits: dict = {}
+
+    def summary(self) -> dict:
+        out: dict = {"fit": {"method": VERSION, "cutoff_hz": self.cfg.cutoff_hz}}
+        if self.focal is not None:
+            out["focal"] = self.focal.provenance()
+        if self.fits:
+            out["fit"]["tracks"] = self.fits
+        return out
+
+    def provenance(self) -> dict:
+        return {"config": VERSION, "checkpoint_sha256": None,
+                "fit_config": {k: v for k, v in asdict(self.cfg).items() if k != "pin_solve"}}
+
+    def _camera(self, job) -> np.ndarray:
+        """K as given, or with the focal length estimated from the longest track's landmarks."""
+        source = getattr(job, "focal_source", "given")
+        W, H = int(round(2 * job.K[0, 2])), int(round(2 * job.K[1, 2]))
+        if source != "default":
+            self.focal = FocalEstimate(float(job.K[0, 0]), source, {})
+            return job.K
+        longest = max(job.tracks.values(), key=lambda tr: len(tr.frame_ids))
+        a = track_arrays(longest, job.frame_times, self.cfg.max_gap_s)
+        self.focal = estimate_focal(a.xy, a.vis, a.world, W, H, job.stop)
+        return cam.intrinsics(self.focal.focal, (job.K[0, 2], job.K[1, 2]))
+
+    def run(self, job) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.cfg.threads)
+        try:
+            K = self._camera(job)
+            job.writer.set_camera(K, self.focal.provenance())
+            for tid in sorted(job.tracks):
+                job.stop.check()
+                a = track_arrays(job.tracks[tid], job.frame_times, self.cfg.max_gap_s)
+                fit = fit_track(job.body, a, K, self.cfg, job.stop, job.progress.progress)
+                self.fits[str(tid)] = fit.info
+                rows = TrackData(tid, list(a.ids), list(a.times), list(a.boxes), list(fit.confidence), [None] * len(a))
+                extras = {"contacts": fit.contacts, "ground_plane": fit.ground, "poses_raw": fit.poses_raw,
+                          "trans_raw": fit.trans_raw}
+                job.writer.write(rows, fit.poses, fit.trans, fit.betas, fit.confidence, extras)
+        finally:
+            torch.set_num_threads(threads)

@@ -1,0 +1,126 @@
+"""Foot contacts, the ground plane, and where planted feet should stay.
+
+Per frame and foot point (left heel, left toe, right heel, right toe) a contact probability from the
+point's speed (m/s of real time) and its height above the ground: slow and low is planted. The ground is
+a plane (unit normal pointing up, camera frame, ``n . p + d = 0`` on it) through the contacts: its normal
+from the contact points where they spread enough, otherwise the body's mean up direction; its offset a
+low percentile of the contact points' heights. A run of contact frames of one point becomes one target
+position (the probability-weighted mean of the run, put on the ground), which the solver pins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tar_core.capture.engines.keypoints.filters import lowpass
+
+__all__ = ["ContactConfig", "Contacts", "estimate_contacts", "pin_shift", "pin_targets"]
+
+
+@dataclass(frozen=True)
+class ContactConfig:
+    speed: float = 0.35  # m/s at which the probability is one half
+    speed_width: float = 0.08
+    height: float = 0.06  # m above the ground at which it is one half
+    height_width: float = 0.02
+    max_tilt_deg: float = 25.0  # a plane fitted to contacts may lean this much from the body's up
+    min_spread: float = 0.4  # m: contact points must spread this far in two directions to fit a normal
+    on: float = 0.5  # a point is planted where its probability is above this
+
+
+@dataclass
+class Contacts:
+    prob: np.ndarray  # (N, 4) left heel, left toe, right heel, right toe
+    ground: np.ndarray  # (4,) n (unit, up), d: n . p + d = 0 on the ground, camera frame
+    method: str  # "contacts" (normal fitted) or "body-up" (normal from the body)
+
+
+SPEED_CUTOFF_HZ = 2.0  # foot positions are low-passed this much before their speed is taken
+MERGE_GAP_S = 0.3  # contact runs of one point this close in time are one run (one target)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
+
+
+def _speed(feet: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """(N, 4) speed of each point in m/s (central differences on real time, lightly smoothed)."""
+    if len(feet) < 2:
+        return np.zeros(feet.shape[:2])
+    v = np.gradient(lowpass(feet, times, SPEED_CUTOFF_HZ), times, axis=0)
+    return np.linalg.norm(v, axis=-1)
+
+
+def _normal(points: np.ndarray, up: np.ndarray, cfg: ContactConfig) -> tuple[np.ndarray, str]:
+    """Plane normal from contact points when they spread in two directions and lean plausibly."""
+    if len(points) >= 8:
+        c = points - points.mean(0)
+        _, s, vt = np.linalg.svd(c, full_matrices=False)
+        n = vt[2] * np.sign(vt[2] @ up)
+        spread = 2 * s[:2] / np.sqrt(len(points))
+        if spread.min() >= cfg.min_spread and np.degrees(np.arccos(np.clip(n @ up, -1, 1))) <= cfg.max_tilt_deg:
+            return n, "contacts"
+    return up, "body-up"
+
+
+def estimate_contacts(joints: np.ndarray, feet: np.ndarray, times: np.ndarray,
+                      cfg: ContactConfig | None = None) -> Contacts:
+    """``joints`` (N, 24, 3) and ``feet`` (N, 4, 3) of the fitted body in the camera frame."""
+    cfg = cfg or ContactConfig()
+    up = (joints[:, 12] - joints[:, 0]).mean(0)  # pelvis -> neck, averaged: the body's up
+    up = up / np.linalg.norm(up)
+    speed = _speed(feet, times)
+    height = feet @ up  # along the body's up, up to an offset
+    slow = speed < cfg.speed
+    low = height < np.percentile(height, 5) + 2 * cfg.height
+    cand = feet[slow & low] if (slow & low).sum() >= 3 else feet[height <= np.percentile(height, 10)]
+    n, method = _normal(cand, up, cfg)
+    d = -np.percentile(cand @ n, 25)
+    # Each point against its own lowest level: a heel vertex stands higher on the floor than a toe tip.
+    height = feet @ n - np.percentile(feet @ n, 10, axis=0)
+    prob = _sigmoid((cfg.speed - speed) / cfg.speed_width) * _sigmoid((cfg.height - height) / cfg.height_width)
+    return Contacts(prob=prob, ground=np.array([*n, d]), method=method)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of every run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def pin_shift(feet: np.ndarray, target: np.ndarray, weight: np.ndarray, times: np.ndarray,
+              cutoff_hz: float) -> np.ndarray:
+    """(N, 3) translation that holds planted points at their targets: per frame the weighted mean of
+    (target - point) over the planted points, faded in by their weight, then low-passed (no pops)."""
+    w = weight[..., None]
+    total = w.sum(1)
+    shift = (w * (target - feet)).sum(1) / np.maximum(total, 1e-9) * np.minimum(total, 1.0)
+    return lowpass(shift, times, cutoff_hz)
+
+
+def _merged(runs: list, times: np.ndarray) -> list:
+    out: list = []
+    for a, b in runs:
+        if out and times[a] - times[out[-1][1] - 1] <= MERGE_GAP_S:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def pin_targets(feet: np.ndarray, contacts: Contacts, times: np.ndarray, cfg: ContactConfig | None = None):
+    """(N, 4, 3) targets and (N, 4) weights: each run of contact frames held at one place on the ground."""
+    cfg = cfg or ContactConfig()
+    target, weight = feet.copy(), np.zeros(contacts.prob.shape)
+    n, d = contacts.ground[:3], contacts.ground[3]
+    for k in range(feet.shape[1]):
+        p = contacts.prob[:, k]
+        for a, b in _merged(_runs(p > cfg.on), times):
+            w = p[a:b, None] + 1e-6
+            c = (w * feet[a:b, k]).sum(0) / w.sum()
+            c = c - (c @ n + d) * n  # on the ground
+            target[a:b, k] = c
+            weight[a:b, k] = ((p[a:b] - cfg.on) / (1 - cfg.on)).clip(0, 1)  # from 0 at the run's ends
+    return target, weight
