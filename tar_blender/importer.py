@@ -13,7 +13,7 @@ import numpy as np
 
 from . import rig
 from .logic.keys import key_frames, motion_curves
-from .logic.motion import MotionData, MotionError, read_motion
+from .logic.motion import MotionData, MotionError, check_import, read_motion
 from .logic.skeleton import load_body_arrays
 
 __all__ = ["load", "ImportResult"]
@@ -44,11 +44,13 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
     motions = [read_motion(p) for p in filepaths]  # everything is read and checked first
     if not motions:
         raise MotionError("", "file", "no motion files given")
+    set_fps = set_scene == "YES" or (set_scene == "AUTO" and _scene_is_fresh(scene))
+    check_import(motions, motions[0].fps if set_fps else scene.render.fps / scene.render.fps_base, scene.frame_start)
     bodies = {}
     for m in motions:
         if m.body_model not in bodies:
             bodies[m.body_model] = load_body_arrays(m.body_model, smpl_path)
-    if set_scene == "YES" or (set_scene == "AUTO" and _scene_is_fresh(scene)):
+    if set_fps:
         fps = motions[0].fps
         scene.render.fps = max(1, round(fps))
         scene.render.fps_base = scene.render.fps / fps
