@@ -88,7 +88,8 @@ class CaptureJob:
             raise FileNotFoundError(f"Clip not found: {self.clip or '(none chosen)'}")
         self.out_dir = bpy.path.abspath(s.output_dir) if s.output_dir else tempfile.mkdtemp(prefix="tar-capture-")
         try:
-            self.run = EngineRun(_capture_cmd(context, self.out_dir), engine_path=engine_root())
+            self.run = EngineRun(_capture_cmd(context, self.out_dir), engine_path=engine_root(),
+                                 log_path=Path(self.out_dir) / "engine.log")
         except OSError as exc:
             raise OSError(f"Cannot start the engine ({exc}); set it up in the add-on preferences") from None
         _ACTIVE.update(run=self.run, cancel=False)
