@@ -108,10 +108,7 @@ def read_headers(path: str | Path) -> dict[str, tuple[tuple, np.dtype]]:
                     offset = fh.tell()
                 if dtype.hasobject or dtype.kind == "V":
                     raise MotionError(path, "file", f"{name} holds Python objects; a motion file holds plain arrays")
-                if offset + int(np.prod(shape, dtype=np.float64)) * dtype.itemsize != info.file_size:
-                    raise MotionError(path, name, f"its header declares shape {shape} but the file does not hold "
-                                                  "that much data (damaged or truncated)")
-                heads[name] = (shape, dtype)
+                heads[name] = (shape, dtype, info.file_size - offset)
     except zipfile.BadZipFile as exc:
         raise MotionError(path, "file", f"not a complete .npz ({exc})") from None
     except MotionError:
@@ -120,20 +117,22 @@ def read_headers(path: str | Path) -> dict[str, tuple[tuple, np.dtype]]:
         raise MotionError(path, "file", f"unreadable .npz ({type(exc).__name__}: {exc})") from None
     if "poses" not in heads:
         raise MotionError(path, "poses", "missing")
-    n = heads["poses"][0][0] if len(heads["poses"][0]) == 2 else 0
+    n = heads["poses"][0][0] if len(heads["poses"][0]) == 2 else 0  # shapes first, then the stored sizes
     if n < 1 or heads["poses"][0] != (n, 72):
         raise MotionError(path, "poses", f"expected (N, 72), got {heads['poses'][0]}")
     if n > MAX_ROWS:
         raise MotionError(path, "poses", f"{n} rows; a motion file holds at most {MAX_ROWS} (six hours at 60 fps)")
-    for name, (shape, dtype) in heads.items():
+    for name, (shape, dtype, stored) in heads.items():
         want = (n, *_ROW_SHAPES[name]) if name in _ROW_SHAPES else _FIXED_SHAPES.get(name)
         if want is not None and shape != want:
             raise MotionError(path, name, f"expected {want}, got {shape}")
-        if want is None:
-            limit = MAX_STRING_BYTES if dtype.kind == "U" else MAX_EXTRA_BYTES
-            if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > limit:
-                raise MotionError(path, name, f"larger than {limit} bytes")
-    return heads
+        nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if want is None and nbytes > (MAX_STRING_BYTES if dtype.kind == "U" else MAX_EXTRA_BYTES):
+            raise MotionError(path, name, "larger than a motion file's member may be")
+        if nbytes != stored:
+            raise MotionError(path, name, f"its header declares shape {shape} but the file does not hold that "
+                                          "much data (damaged or truncated)")
+    return {name: (shape, dtype) for name, (shape, dtype, _) in heads.items()}
 
 
 def read_motion(path: str | Path) -> MotionData:

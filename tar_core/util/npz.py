@@ -37,6 +37,13 @@ class NpyHeader:
     kind: str
     itemsize: int
     nbytes: int
+    stored: int = -1  # bytes of data the member really holds (after its header)
+
+    def check_stored(self) -> None:
+        """Raise ValueError when the header declares more (or less) data than the member holds."""
+        if self.kind != "O" and self.stored != self.nbytes:
+            raise ValueError(f"member {self.name!r}: its header declares shape {self.shape} ({self.nbytes} bytes "
+                             f"of data) but it holds {self.stored} (damaged or truncated)")
 
 
 def _itemsize(descr: str) -> tuple[str, int]:
@@ -86,10 +93,12 @@ def _read_header(fh, name: str) -> NpyHeader:
     return NpyHeader(name, shape, descr, kind, itemsize, math.prod(shape) * itemsize)
 
 
-def npz_headers(path: str | Path, max_members: int = 256) -> dict[str, NpyHeader]:
-    """Every member of the ``.npz`` at ``path`` (name without ``.npy`` -> header), checked against the zip's
-    own record of its size (a header promising more data than the member holds is damage, not a big array).
-    Raises ValueError (not a zip, truncated, damaged, too many members) and OSError (cannot read)."""
+def npz_headers(path: str | Path, max_members: int = 256, check: bool = True) -> dict[str, NpyHeader]:
+    """Every member of the ``.npz`` at ``path`` (name without ``.npy`` -> header), with ``stored``, the data
+    size the zip records for it: ``check_stored`` (or ``check=True``, for every member) refuses a header that
+    promises more data than the member holds (damage, not a big array); callers that want to name a too-large
+    shape first check shapes, then call it. Raises ValueError (not a zip, truncated, damaged, too many
+    members) and OSError (cannot read)."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -102,10 +111,11 @@ def npz_headers(path: str | Path, max_members: int = 256) -> dict[str, NpyHeader
                 with zf.open(info) as fh:
                     head = _read_header(fh, info.filename)
                     offset = fh.tell()
-                if head.kind != "O" and offset + head.nbytes != info.file_size:
-                    raise ValueError(f"member {info.filename!r}: its header declares shape {head.shape} "
-                                     f"({head.nbytes} bytes of data) but it holds {info.file_size - offset}")
-                out[info.filename[:-4]] = head
+                head = NpyHeader(info.filename[:-4], head.shape, head.descr, head.kind, head.itemsize, head.nbytes,
+                                 info.file_size - offset)
+                if check:
+                    head.check_stored()
+                out[head.name] = head
             return out
     except zipfile.BadZipFile as exc:
         raise ValueError(f"not a complete .npz (zip) file ({exc})") from None
