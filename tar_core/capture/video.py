@@ -59,6 +59,11 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+# OpenCV's own warnings (e.g. "backend is generally available but can't be used to capture by name") would
+# add lines to the one line a failure prints; the reader says what went wrong itself.
+if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 from tar_core.errors import UsageError, VideoError
 
 __all__ = [
