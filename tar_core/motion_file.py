@@ -10,6 +10,7 @@ Values must be finite and within the documented ranges (``LIMITS``). This module
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -199,8 +200,12 @@ def write_motion(path: str | Path, motion: Motion) -> Path:
     path = Path(path)
     arrays = motion.to_arrays()
     validate_arrays(arrays)
+    # The archive is built in memory and written in one go: a full disk then fails one plain write (and the
+    # temporary file is removed), never a zip writer left half-open on a closed file.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)  # a file object: np.savez would append ".npz" to a name
+        fh.write(buffer.getbuffer())
     return path
 
 
