@@ -13,7 +13,7 @@ import numpy as np
 from . import rig
 from .logic.camera import floor_matrix
 from .logic.keys import CONTACT_NAMES, contact_curves, key_frames, motion_curves
-from .logic.motion import MotionData, MotionError, read_motion
+from .logic.motion import MotionData, MotionError, check_import, read_motion
 from .logic.skeleton import JOINT_NAMES, load_body_arrays
 from .logic.workflow import Timing, clip_name, frame_range, plan_timing, take_name
 
@@ -101,6 +101,7 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
     timing = plan_timing(spans, motions[0].fps, scene.render.fps / scene.render.fps_base,
                          playhead=playhead, scene_start=scene.frame_start, use_clip_timing=use_clip,
                          at_playhead=at_playhead)
+    check_import(motions, timing.fps, timing.start)  # before the scene changes: Blender must be able to hold it
     if timing.scene_fps is not None:
         scene.render.fps, scene.render.fps_base = timing.scene_fps
         scene.frame_start, scene.frame_end = timing.frame_start, timing.frame_end

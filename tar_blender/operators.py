@@ -175,7 +175,7 @@ class CaptureJob:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             cmd = capture_command(engine_python(context), self.clip, str(self.out_dir), **self.settings)
             try:
-                self.run = EngineRun(cmd, engine_path=engine_root())
+                self.run = EngineRun(cmd, engine_path=engine_root(), log_path=self.out_dir / "engine.log")
             except OSError as exc:
                 raise OSError(_no_engine(f"Cannot start the engine ({exc})")) from None
         _ACTIVE.update(run=self.run, job=self, cancel=False)

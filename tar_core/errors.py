@@ -12,7 +12,7 @@ import signal
 __all__ = [
     "EXIT_CODES", "TarError", "UsageError", "ConfigError", "DatasetError", "VideoError", "NoFramesError",
     "NoPersonError", "CheckpointError", "BodyModelError", "UnsafePickleError", "OutputError", "EngineUnavailableError",
-    "MotionFileError", "Cancelled", "one_line",
+    "MotionFileError", "Cancelled", "PipeClosed", "one_line",
 ]  # fmt: skip
 
 
@@ -116,6 +116,14 @@ class Cancelled(TarError):
         self.exit_code = 128 + signum
 
 
+class PipeClosed(TarError):
+    """Whoever read the progress output (stdout or stderr) went away: the run stops quietly, what was finished
+    kept. 141 is what a shell reports for a process ended by SIGPIPE."""
+
+    exit_code = 141
+    kind = "pipe_closed"
+
+
 def one_line(text: object, limit: int = 400) -> str:
     """``text`` on a single line (whitespace runs collapsed), at most ``limit`` characters: error messages
     quote foreign exceptions, whose text may span paragraphs."""
@@ -134,6 +142,7 @@ EXIT_CODES = {
     "body_model": BodyModelError.exit_code,
     "output": OutputError.exit_code,
     "engine": EngineUnavailableError.exit_code,
+    "pipe_closed": PipeClosed.exit_code,
     "SIGINT": 128 + signal.SIGINT,
     "SIGTERM": 128 + signal.SIGTERM,
 }

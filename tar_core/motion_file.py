@@ -3,11 +3,14 @@
 Format ``tar-motion`` version 1 (documented in docs/motion-file.md). Everything is in the camera
 frame of the video with OpenCV axes (+x right, +y down, +z forward), metres;
 ``joints_cam = SMPL(poses, betas).joints + trans``. Files are written atomically (temporary name,
-then rename) and read with ``allow_pickle=False`` only. This module needs numpy alone.
+then rename) and read with ``allow_pickle=False`` only, after every member's ``.npy`` header has been
+checked (shapes, dtypes, at most ``MAX_ROWS`` rows) so nothing is allocated from an unchecked size.
+Values must be finite and within the documented ranges (``LIMITS``). This module needs numpy alone.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,12 +19,16 @@ import numpy as np
 
 from tar_core.errors import MotionFileError
 from tar_core.util.atomic import atomic_path
+from tar_core.util.npz import npz_headers
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "LIMITS",
+    "MAX_ROWS",
     "Motion",
     "MotionFileError",
+    "check_headers",
     "read_motion",
     "validate_arrays",
     "validate_file",
@@ -33,6 +40,22 @@ FORMAT_VERSION = 1
 ENGINES = ("tar", "keypoints", "ground-truth")
 BODY_MODELS = ("smpl", "mannequin")
 GENDERS = ("neutral", "male", "female")
+MAX_ROWS = 6 * 3600 * 60  # 1,296,000: six hours at 60 fps, checked from the headers before loading
+MAX_STRING_BYTES = 1 << 20  # a string member (provenance included) holds at most 1 MiB
+MAX_EXTRA_BYTES = 16 << 20  # a member this format does not name holds at most 16 MiB
+# key -> (lowest, highest) allowed value; beyond these a number is damage, not a measurement.
+LIMITS = {
+    "poses": (-32.0, 32.0),  # radians (a turn is 6.28; writers give at most pi per joint)
+    "trans": (-1e4, 1e4),  # metres
+    "joints_cam": (-1e4, 1e4),  # metres
+    "betas": (-100.0, 100.0),
+    "frame_ids": (0, 2**31 - 1),
+    "frame_times": (-1e9, 1e9),  # seconds
+    "mocap_framerate": (0.01, 10000.0),  # frames per second
+    "image_size": (1, 65536),  # pixels per side; width x height at most 2^27 (134 megapixels)
+    "track_id": (0, 2**31 - 1),
+}
+MAX_PIXELS = 1 << 27
 
 
 @dataclass
@@ -152,8 +175,14 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> int:
             raise MotionFileError(key, f"dtype {a.dtype}, expected {np.dtype(dtype)}")
         if kind == "f" and not np.all(np.isfinite(a)):
             raise MotionFileError(key, "contains NaN or infinity")
-    if float(arrays["mocap_framerate"]) <= 0:
-        raise MotionFileError("mocap_framerate", "must be positive")
+    for key, (lo, hi) in LIMITS.items():
+        a = arrays[key]
+        if a.size and (a.min() < lo or a.max() > hi):
+            bad = a.min() if a.min() < lo else a.max()
+            raise MotionFileError(key, f"value {bad:g} is outside {lo:g}..{hi:g}")
+    w, h = (int(v) for v in arrays["image_size"])
+    if w * h > MAX_PIXELS:
+        raise MotionFileError("image_size", f"{w}x{h} is more than {MAX_PIXELS / 1e6:.0f} megapixels")
     if not np.isclose(float(arrays["mocap_framerate"]), float(arrays["mocap_frame_rate"])):
         raise MotionFileError("mocap_frame_rate", "differs from mocap_framerate")
     if np.any(np.diff(arrays["frame_ids"]) <= 0):
@@ -163,6 +192,8 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> int:
     if np.any(arrays["image_size"] <= 0):
         raise MotionFileError("image_size", "width and height must be positive")
     K = arrays["camera_intrinsics"]
+    if np.abs(K).max() > 1e6:
+        raise MotionFileError("camera_intrinsics", f"value {np.abs(K).max():g} is beyond 1e6 pixels")
     if K[0, 0] <= 0 or K[1, 1] <= 0 or not np.allclose(K[2], [0, 0, 1]) or K[1, 0] != 0:
         raise MotionFileError("camera_intrinsics", "not a pinhole matrix [[fx,s,cx],[0,fy,cy],[0,0,1]]")
     for key in ("confidence", "contacts"):
@@ -186,9 +217,52 @@ def write_motion(path: str | Path, motion: Motion) -> Path:
     path = Path(path)
     arrays = motion.to_arrays()
     validate_arrays(arrays)
+    # The archive is built in memory and written in one go: a full disk then fails one plain write (and the
+    # temporary file is removed), never a zip writer left half-open on a closed file.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)  # a file object: np.savez would append ".npz" to a name
+        fh.write(buffer.getbuffer())
     return path
+
+
+def check_headers(path: str | Path) -> int:
+    """Check a motion file's members from their ``.npy`` headers alone (nothing is loaded); return N.
+    Raises MotionFileError: not a complete npz, too many rows, a member of the wrong shape or type."""
+    path = Path(path)
+    try:
+        heads = npz_headers(path, check=False)  # shapes first: a lying header is named by its key
+    except ValueError as exc:
+        raise MotionFileError("file", f"unreadable npz: {path} ({exc})") from None
+    except OSError as exc:
+        raise MotionFileError("file", f"cannot read {path} ({exc.strerror or exc})") from None
+    poses = heads.get("poses")
+    if poses is None:
+        raise MotionFileError("poses", "missing")
+    n = poses.shape[0] if len(poses.shape) == 2 else -1
+    if n > MAX_ROWS:
+        raise MotionFileError("poses", f"{n} rows; a motion file holds at most {MAX_ROWS} "
+                                       f"(six hours at 60 fps)")
+    for key, head in heads.items():
+        if head.kind in "OV":
+            raise MotionFileError(key, "holds Python objects or raw bytes; a motion file holds plain arrays")
+        spec = _SPEC.get(key)
+        if spec is not None:
+            want = tuple(n if d == "N" else d for d in spec[0])
+            if head.shape != want:
+                raise MotionFileError(key, f"shape {head.shape}, expected {want}")
+            if head.itemsize > 8:
+                raise MotionFileError(key, f"dtype {head.descr}, expected {np.dtype(spec[1])}")
+        elif key in _STRINGS:
+            if head.shape != () or head.nbytes > MAX_STRING_BYTES:
+                raise MotionFileError(key, f"must be a string of at most {MAX_STRING_BYTES} bytes")
+        elif head.nbytes > MAX_EXTRA_BYTES:
+            raise MotionFileError(key, f"extra member of {head.nbytes} bytes (at most {MAX_EXTRA_BYTES})")
+        try:
+            head.check_stored()
+        except ValueError as exc:
+            raise MotionFileError(key, f"{path}: {exc}") from None
+    return n
 
 
 def _load_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -198,15 +272,16 @@ def _load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as fh:
         if fh.read(4) != b"PK\x03\x04":
             raise MotionFileError("file", f"unreadable npz: {path} is not a zip archive")
+    check_headers(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise MotionFileError("file", "holds Python objects; a motion file holds plain arrays") from None
-        raise MotionFileError("file", f"unreadable npz ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise MotionFileError("file", f"unreadable npz ({exc})") from None
+        raise MotionFileError("file", f"unreadable npz: {path} ({exc})") from None
+    except Exception as exc:  # zipfile.BadZipFile (CRC), zlib.error, EOFError, OSError: damaged data
+        raise MotionFileError("file", f"unreadable npz: {path} ({type(exc).__name__}: {exc})") from None
 
 
 def read_motion(path: str | Path) -> Motion:

@@ -4,6 +4,11 @@ Blender never imports the engine: it starts it with its own interpreter, reads o
 per stdout line (``start``, ``progress``, ``output``, ``done``, ``error``) on a background thread,
 and lets the UI poll without blocking. Cancel sends SIGINT, which the engine answers by flushing
 finished outputs and exiting; SIGKILL follows if it does not stop in time.
+
+Failures are reported in the engine's words: the message of its ``error`` event. When it died without
+one (killed, crashed, a bug), the message is "the engine stopped unexpectedly (code N)" with the path
+of the log that holds everything it wrote on stderr, never one stray stderr line (which is often a
+library's log noise).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import deque
 from pathlib import Path
@@ -57,7 +63,8 @@ class EngineRun:
     """One engine subprocess: start, poll events without blocking, cancel, and the outcome."""
 
     def __init__(self, cmd: list[str], env: dict | None = None, cwd: str | None = None,
-                 engine_path: str | Path | None = None):
+                 engine_path: str | Path | None = None, log_path: str | Path | None = None):
+        """``log_path``: where the engine's stderr is kept (default: a new file in the temporary folder)."""
         env = dict(os.environ if env is None else env)
         if engine_path:  # where tar_core lives (inside the installed add-on)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(engine_path), env.get("PYTHONPATH", "")]))
@@ -71,8 +78,10 @@ class EngineRun:
         self.outputs: list[str] = []
         self.last_progress: dict | None = None
         self.error: str | None = None
+        self.error_code: int | None = None
         self.done: dict | None = None
         self.cancelled = False
+        self.log_path, self._log = self._open_log(log_path)
         kwargs: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                      text=True, encoding="utf-8", errors="replace", env=env, cwd=cwd, **kwargs)
@@ -88,10 +97,31 @@ class EngineRun:
             if event is not None:
                 self.events.put(event)
 
+    @staticmethod
+    def _open_log(log_path):
+        try:
+            if log_path is None:
+                fd, name = tempfile.mkstemp(prefix="tar-engine-", suffix=".log")
+                return name, os.fdopen(fd, "w", encoding="utf-8", errors="replace")
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            return str(log_path), open(log_path, "w", encoding="utf-8", errors="replace")
+        except OSError:
+            return None, None  # no log: the failure message says so
+
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None  # PIPE
-        for line in self.proc.stderr:
-            self.stderr_tail.append(line.rstrip("\n"))
+        try:
+            for line in self.proc.stderr:
+                self.stderr_tail.append(line.rstrip("\n"))
+                if self._log is not None:
+                    try:
+                        self._log.write(line)
+                        self._log.flush()
+                    except OSError:
+                        self._log = None
+        finally:
+            if self._log is not None:
+                self._log.close()
 
     def poll(self) -> list[dict]:
         """Events that arrived since the last call (never blocks); updates the summary fields."""
@@ -107,7 +137,9 @@ class EngineRun:
             elif kind == "output" and "path" in event:
                 self.outputs.append(str(event["path"]))
             elif kind == "error":
-                self.error = str(event.get("message", "engine error"))
+                self.error = str(event.get("message") or "engine error")
+                code = event.get("code")
+                self.error_code = code if isinstance(code, int) else None
             elif kind == "done":
                 self.done = event
             got.append(event)
@@ -156,7 +188,8 @@ class EngineRun:
             self.proc.kill()
 
     def failure_message(self) -> str | None:
-        """What went wrong, in the engine's words; None if it succeeded."""
+        """What went wrong: the engine's ``error`` event message, or that it stopped unexpectedly (its exit
+        code, and the log with its stderr); None if it succeeded or is still running."""
         rc = self.returncode
         if rc is None or (rc == 0 and self.error is None):
             return None
@@ -164,8 +197,8 @@ class EngineRun:
             return "capture cancelled"
         if self.error:
             return self.error
-        tail = [line for line in self.stderr_tail if line.strip()]
-        return f"engine exited with code {rc}" + (f": {tail[-1]}" if tail else "")
+        log = f"; its log: {self.log_path}" if self.log_path else ""
+        return f"the engine stopped unexpectedly (code {rc}){log}"
 
 
 def default_python() -> str:

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from tar_core.body_model.smpl_pickle import load_smpl_pickle
-from tar_core.errors import BodyModelError
+from tar_core.errors import BodyModelError, UnsafePickleError
 from tar_core.util.atomic import atomic_path
+from tar_core.util.npz import npz_headers
 
 __all__ = [
     "BODY_MODEL_ENV",
@@ -61,6 +62,10 @@ SMPL_MARKER_IDS = (
 )  # fmt: skip
 
 _REQUIRED = ("v_template", "shapedirs", "J_regressor", "weights", "f", "kintree_table")
+MAX_VERTICES = 1_000_000  # SMPL has 6,890, the mannequin 13,718
+MAX_FACES = 4_000_000
+MAX_NPZ_BYTES = 4 << 30  # all members of a body-model .npz together, as loading would allocate them
+MAX_COORD = 100.0  # metres (and metres per unit of shape): a body is not larger than this
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,29 +114,106 @@ def _gender_from_name(name: str) -> str:
     return "neutral"
 
 
+def _npz_arrays(path: Path) -> dict:
+    try:
+        heads = npz_headers(path)
+    except ValueError as exc:
+        raise BodyModelError(f"{path}: unreadable npz ({exc})") from None
+    if any(h.kind == "O" for h in heads.values()):
+        raise BodyModelError(
+            f"{path} holds Python objects, which are not loaded (they could run code); "
+            "convert the official .pkl instead: python -m tar_core smpl-convert IN.pkl OUT.npz")
+    total = sum(h.nbytes for h in heads.values())
+    if total > MAX_NPZ_BYTES:
+        raise BodyModelError(f"{path}: its arrays would take {total / 1e9:.1f} GB, more than any body model "
+                             f"(at most {MAX_NPZ_BYTES / 1e9:.1f} GB)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise BodyModelError(
+                f"{path} holds Python objects, which are not loaded (they could run code); "
+                "convert the official .pkl instead: python -m tar_core smpl-convert IN.pkl OUT.npz"
+            ) from None
+        raise BodyModelError(f"{path}: unreadable npz ({exc})") from None
+    except Exception as exc:  # zipfile.BadZipFile (CRC), zlib.error, EOFError, OSError: damaged data
+        raise BodyModelError(f"{path}: unreadable npz ({type(exc).__name__}: {exc})") from None
+
+
 def _arrays_from_file(path: Path) -> dict:
     if not path.exists():
         raise BodyModelError(f"body-model file not found: {path}")
-    if path.suffix.lower() == ".pkl":
-        return load_smpl_pickle(path)
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except ValueError as exc:
-            if "allow_pickle" in str(exc):
-                raise BodyModelError(
-                    f"{path} holds Python objects, which are not loaded (they could run code); "
-                    "convert the official .pkl instead: python -m tar_core smpl-convert IN.pkl OUT.npz"
-                ) from None
-            raise BodyModelError(f"{path}: unreadable npz ({exc})") from None
-        except OSError as exc:
-            raise BodyModelError(f"{path}: unreadable npz ({exc})") from None
+    if not path.is_file():
+        raise BodyModelError(f"{path}: not a regular file")
+    try:
+        if path.suffix.lower() == ".pkl":
+            return load_smpl_pickle(path)
+        if path.suffix.lower() == ".npz":
+            return _npz_arrays(path)
+    except OSError as exc:
+        raise BodyModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
     raise BodyModelError(f"{path}: a body model is a SMPL .pkl or .npz file")
 
 
+def _numeric(path: Path, arrays: dict, key: str, dtype, shape: tuple) -> np.ndarray:
+    """``arrays[key]`` as a finite numeric array of ``shape`` (None: any length there), else BodyModelError."""
+    value = arrays[key]
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        raise BodyModelError(f"{path}: {key} is not a numeric array ({type(value).__name__})")
+    if value.ndim != len(shape) or any(w is not None and d != w for d, w in zip(value.shape, shape, strict=True)):
+        want = "(" + ", ".join("N" if w is None else str(w) for w in shape) + ")"
+        raise BodyModelError(f"{path}: {key} is {value.shape}, expected {want}")
+    out = value.astype(dtype)
+    if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+        raise BodyModelError(f"{path}: {key} contains NaN or infinity")
+    return out
+
+
+def _string(path: Path, arrays: dict, key: str, allowed: tuple) -> str | None:
+    if key not in arrays:
+        return None
+    value = arrays[key]
+    text = str(value) if isinstance(value, (str, np.ndarray)) and np.ndim(value) == 0 else None
+    if text not in allowed:
+        raise BodyModelError(f"{path}: {key} must be one of {', '.join(allowed)}")
+    return text
+
+
+def _check_arrays(path: Path, arrays: dict, kind: str) -> dict:
+    """The arrays a body model runs on, checked: shapes consistent, values finite and of body size."""
+    v_template = arrays["v_template"]
+    n_verts = v_template.shape[0] if isinstance(v_template, np.ndarray) and v_template.ndim == 2 else -1
+    if not 24 <= n_verts <= MAX_VERTICES:
+        raise BodyModelError(f"{path}: v_template must be (V, 3) with 24 <= V <= {MAX_VERTICES}, "
+                             f"got {np.shape(v_template)}")
+    out = {"v_template": _numeric(path, arrays, "v_template", np.float32, (n_verts, 3))}
+    shapedirs = _numeric(path, arrays, "shapedirs", np.float32, (n_verts, 3, None))
+    if shapedirs.shape[2] < NUM_BETAS:
+        raise BodyModelError(f"{path}: shapedirs is {shapedirs.shape}, expected ({n_verts}, 3, >=10)")
+    out["shapedirs"] = shapedirs[:, :, :NUM_BETAS]
+    out["J_regressor"] = _numeric(path, arrays, "J_regressor", np.float32, (NUM_JOINTS, n_verts))
+    out["weights"] = _numeric(path, arrays, "weights", np.float32, (n_verts, NUM_JOINTS))
+    out["posedirs"] = None
+    if "posedirs" in arrays:
+        out["posedirs"] = _numeric(path, arrays, "posedirs", np.float32, (n_verts, 3, 9 * (NUM_JOINTS - 1)))
+    elif kind == "smpl":
+        raise BodyModelError(f"{path}: SMPL model without posedirs")
+    for key in ("v_template", "shapedirs", "posedirs"):
+        if out[key] is not None and out[key].size and np.abs(out[key]).max() > MAX_COORD:
+            raise BodyModelError(f"{path}: {key} has values beyond {MAX_COORD:g} (metres): not a body")
+    faces = _numeric(path, arrays, "f", np.int64, (None, 3))
+    if not 1 <= len(faces) <= MAX_FACES or faces.min() < 0 or faces.max() >= n_verts:
+        raise BodyModelError(f"{path}: f must be 1..{MAX_FACES} triangles of vertex ids 0..{n_verts - 1}")
+    out["faces"] = faces
+    _numeric(path, arrays, "kintree_table", np.int64, (2, None))
+    out["n_verts"] = n_verts
+    return out
+
+
 def load_body_model_data(path: str | Path | None = None, gender: str | None = None) -> BodyModelData:
-    """Load body-model arrays: ``path`` (SMPL .pkl/.npz), else $TAR_BODY_MODEL, else the mannequin."""
+    """Load body-model arrays: ``path`` (SMPL .pkl/.npz), else $TAR_BODY_MODEL, else the mannequin.
+    Raises BodyModelError (exit 14) naming the file and the problem for anything that is not a body model."""
     if path is None and os.environ.get(BODY_MODEL_ENV):
         path = os.environ[BODY_MODEL_ENV]
     path = Path(path) if path is not None else MANNEQUIN_PATH
@@ -139,43 +221,55 @@ def load_body_model_data(path: str | Path | None = None, gender: str | None = No
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
         raise BodyModelError(f"{path}: not a SMPL-layout body model (missing {', '.join(missing)})")
-    kind = str(arrays["body_model"]) if "body_model" in arrays else None
-    meta = json.loads(str(arrays["meta"].item())) if "meta" in arrays else {}
+    try:
+        return _body_model_data(path, arrays, gender)
+    except (BodyModelError, UnsafePickleError):
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError) as exc:
+        raise BodyModelError(f"{path}: not a valid body model ({type(exc).__name__}: {exc})") from None
+
+
+def _body_model_data(path: Path, arrays: dict, gender: str | None) -> BodyModelData:
+    kind = _string(path, arrays, "body_model", ("smpl", "mannequin"))
+    meta = {}
+    if "meta" in arrays:
+        try:
+            meta = json.loads(str(np.asarray(arrays["meta"]).item()))
+        except (ValueError, TypeError):
+            raise BodyModelError(f"{path}: meta is not JSON") from None
+        if not isinstance(meta, dict):
+            raise BodyModelError(f"{path}: meta must be a JSON object")
     if kind is None:
         kind = "mannequin" if meta.get("name") == "mannequin" else "smpl"
-    file_gender = str(arrays["gender"]) if "gender" in arrays else _gender_from_name(path.name)
-    J_regressor = np.asarray(arrays["J_regressor"], dtype=np.float32)
-    v_template = np.asarray(arrays["v_template"], dtype=np.float32)
-    n_verts = v_template.shape[0]
-    if J_regressor.shape != (NUM_JOINTS, n_verts):
-        raise BodyModelError(f"{path}: J_regressor is {J_regressor.shape}, expected (24, {n_verts})")
-    shapedirs = np.asarray(arrays["shapedirs"], dtype=np.float32)[:, :, :NUM_BETAS]
-    if shapedirs.shape != (n_verts, 3, NUM_BETAS):
-        raise BodyModelError(f"{path}: shapedirs is {shapedirs.shape}, expected ({n_verts}, 3, >=10)")
-    posedirs = np.asarray(arrays["posedirs"], dtype=np.float32) if "posedirs" in arrays else None
-    if posedirs is None and kind == "smpl":
-        raise BodyModelError(f"{path}: SMPL model without posedirs")
+    file_gender = _string(path, arrays, "gender", ("neutral", "male", "female")) or _gender_from_name(path.name)
+    checked = _check_arrays(path, arrays, kind)
+    n_verts = checked["n_verts"]
     if kind == "mannequin":
-        markers = np.asarray(arrays["markers"], dtype=np.int64)
-        names, ids = arrays["extra_vertex_names"], arrays["extra_vertex_ids"]
+        for key in ("markers", "extra_vertex_names", "extra_vertex_ids"):
+            if key not in arrays:
+                raise BodyModelError(f"{path}: mannequin body without {key}")
+        markers = _numeric(path, arrays, "markers", np.int64, (None,))
+        names = np.asarray(arrays["extra_vertex_names"])
+        ids = _numeric(path, arrays, "extra_vertex_ids", np.int64, (len(names),))
         extra = {str(k): int(v) for k, v in zip(names, ids, strict=True)}
     else:
-        markers = np.asarray(arrays.get("markers", SMPL_MARKER_IDS), dtype=np.int64)
+        markers = (_numeric(path, arrays, "markers", np.int64, (None,)) if "markers" in arrays
+                   else np.asarray(SMPL_MARKER_IDS, dtype=np.int64))
         extra = None
-    if markers.min() < 0 or markers.max() >= n_verts:
+    if not len(markers) or markers.min() < 0 or markers.max() >= n_verts:
         raise BodyModelError(f"{path}: marker vertex ids must lie in 0..{n_verts - 1}")
     needed = max(extra.values()) if extra else 6787  # the largest of smplx's own SMPL extra-joint ids
-    if needed >= n_verts:
+    if needed >= n_verts or (extra and min(extra.values()) < 0):
         raise BodyModelError(f"{path}: {n_verts} vertices; the extra joints need vertex {needed}")
     return BodyModelData(
         kind=kind,
         gender=gender or file_gender,
-        v_template=v_template,
-        shapedirs=shapedirs,
-        posedirs=posedirs,
-        J_regressor=J_regressor,
-        weights=np.asarray(arrays["weights"], dtype=np.float32),
-        faces=np.asarray(arrays["f"], dtype=np.int64),
+        v_template=checked["v_template"],
+        shapedirs=checked["shapedirs"],
+        posedirs=checked["posedirs"],
+        J_regressor=checked["J_regressor"],
+        weights=checked["weights"],
+        faces=checked["faces"],
         marker_ids=markers,
         extra_vertex_ids=extra,
         source=str(path),

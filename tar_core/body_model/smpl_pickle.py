@@ -9,12 +9,14 @@ stand-ins that only hold their state, and refuses every other class with a clear
 from __future__ import annotations
 
 import copyreg
+import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
 
-from tar_core.errors import UnsafePickleError
+from tar_core.errors import BodyModelError, UnsafePickleError
 
 __all__ = ["load_smpl_pickle"]
 
@@ -41,6 +43,8 @@ class _SparseStandIn(_StandIn):
 
 
 _STAND_IN_TYPES: dict[tuple[str, str], type] = {}
+MAX_FILE_BYTES = 2 << 30  # official SMPL pickles are 40-250 MB
+MAX_DENSE_ELEMENTS = 50_000_000  # a sparse matrix made dense (SMPL's J_regressor: 24 x 6,890 = 165,360)
 
 
 def _stand_in(kind: type, module: str, name: str) -> type:
@@ -117,8 +121,16 @@ def _to_array(obj, key: str):
             raise UnsafePickleError(f"key {key!r}: sparse matrix without {exc}") from None
         from scipy import sparse
 
+        if len(shape) != 2 or not all(isinstance(d, (int, np.integer)) and 0 <= d for d in shape):
+            raise BodyModelError(f"key {key!r}: sparse matrix with a bad shape {shape!r}")
+        if shape[0] * shape[1] > MAX_DENSE_ELEMENTS:
+            raise BodyModelError(f"key {key!r}: a {shape[0]} x {shape[1]} sparse matrix is larger than any body "
+                                 f"model's (at most {MAX_DENSE_ELEMENTS} entries)")
         make = sparse.csc_matrix if "csc" in type(obj).qualname else sparse.csr_matrix
-        return np.asarray(make((data, indices, indptr), shape=shape).todense())
+        try:
+            return np.asarray(make((data, indices, indptr), shape=shape).todense())
+        except (ValueError, TypeError, IndexError) as exc:
+            raise BodyModelError(f"key {key!r}: damaged sparse matrix ({exc})") from None
     if isinstance(obj, dict):
         return {k: _to_array(v, f"{key}.{k}" if key else k) for k, v in obj.items()}
     return obj
@@ -128,15 +140,24 @@ def load_smpl_pickle(path: str | Path) -> dict:
     """Load a SMPL ``.pkl`` (Python-2 pickle with chumpy objects) as a dict of numpy arrays.
 
     Raises ``UnsafePickleError`` if the file names any class other than numpy's, scipy's sparse
-    matrices or chumpy's; chumpy need not be installed.
+    matrices or chumpy's (chumpy need not be installed), and ``BodyModelError`` for anything else that
+    is not a readable SMPL pickle (damaged, truncated, too large, a sparse matrix declaring a size no body
+    has: refused from its declared shape before anything is allocated).
     """
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise BodyModelError(f"{path}: {size / 1e9:.1f} GB, larger than any SMPL model file "
+                             f"(at most {MAX_FILE_BYTES / 1e9:.1f} GB)")
     with open(path, "rb") as fh:
         try:
             raw = _RestrictedUnpickler(fh, encoding="latin1").load()
-        except UnsafePickleError:
-            raise
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
-            raise ValueError(f"{path}: not a readable SMPL pickle ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a SMPL pickle holds a dict, found {type(raw).__name__}")
-    return _to_array(raw, "")
+            if not isinstance(raw, dict):
+                raise BodyModelError(f"{path}: a SMPL pickle holds a dict, found {type(raw).__name__}")
+            return _to_array(raw, "")
+        except BodyModelError as exc:
+            if str(path) in str(exc):
+                raise
+            raise type(exc)(f"{path}: {exc}") from None
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError, KeyError,
+                IndexError, OverflowError, struct.error, UnicodeError, RecursionError, MemoryError) as exc:
+            raise BodyModelError(f"{path}: not a readable SMPL pickle ({type(exc).__name__}: {exc})") from None

@@ -4,14 +4,17 @@ The steps, each streaming frames (the clip is never held in memory):
 1. open the clip and the body model, build the engine (a bad checkpoint fails before any decoding);
 2. ``TrackingPass`` (capture.tracks): person detection (MediaPipe, or the user's boxes) and tracking;
 3. the engine's ``run`` (capture.engines): one motion file per track through ``MotionWriter``.
-``summary.json`` is written at the end whatever happened: it says what finished and whether the run
-completed.
+The output folder is locked for the run and the previous run's files are moved aside first
+(capture.output_folder); ``summary.json`` is written at the start (``"completed": false``, the run marker)
+and again at the end whatever happened: it says what finished, how many frames were read and skipped,
+whether the run completed and, if not, why (``error``, ``error_code``, ``error_kind``).
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
+import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from tar_core import __version__
 from tar_core.body_model import load_body_model
 from tar_core.capture.engines import build_engine, resolve_engine_name
 from tar_core.capture.engines.base import EngineJob
+from tar_core.capture.output_folder import OutputFolder
 from tar_core.capture.tracks import TrackingPass
 from tar_core.capture.video import VideoReader
 from tar_core.capture.writer import MotionWriter
@@ -51,18 +55,26 @@ class CaptureOptions:
     batch_windows: int = 8
 
 
-def _check_output_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise OutputError(f"output directory not writable: {out_dir} ({exc.strerror or exc})") from None
+MAX_FOCAL = 1e6  # pixels: a focal length beyond this is a typo, not a lens
+MAX_PEOPLE = 1000
+
+
+def _check_options(opts: CaptureOptions) -> None:
+    """Refuse option values no clip could need, before anything is opened."""
+    if opts.focal is not None and not (math.isfinite(opts.focal) and 1.0 <= opts.focal <= MAX_FOCAL):
+        raise UsageError(f"--focal must be a focal length in pixels from 1 to {MAX_FOCAL:g}, got {opts.focal!r}")
+    if not 0 <= opts.max_people <= MAX_PEOPLE:
+        raise UsageError(f"--max-people must be from 0 (everyone) to {MAX_PEOPLE}, got {opts.max_people}")
+    if not 1 <= opts.batch_windows <= 4096:
+        raise UsageError(f"batch_windows must be from 1 to 4096, got {opts.batch_windows}")
 
 
 def _write_summary(out_dir: Path, summary: dict) -> None:
-    with atomic_path(out_dir / "summary.json", suffix=".json") as tmp, open(tmp, "w") as fh:
-        json.dump(summary, fh, indent=2, default=str)
+    try:
+        with atomic_path(out_dir / "summary.json", suffix=".json") as tmp, open(tmp, "w") as fh:
+            json.dump(summary, fh, indent=2, default=str)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out_dir / 'summary.json'}: {exc.strerror or exc}") from None
 
 
 def _provenance(opts: CaptureOptions, engine, body, info) -> dict:
@@ -96,11 +108,16 @@ def _track(opts: CaptureOptions, reader, progress, stop, summary: dict) -> tuple
     """Pass 1; drops one-frame blips. Raises NoFramesError / NoPersonError."""
     t0 = time.perf_counter()
     tracking = TrackingPass(progress, stop, boxes_file=opts.boxes, max_people=opts.max_people)
-    with reader:
-        tracks, n_frames = tracking.run(reader)
+    try:
+        with reader:
+            tracks, n_frames = tracking.run(reader)
+    finally:
+        summary["frames_read"], summary["frames_skipped"] = reader.frames_read, reader.frames_skipped
+        if reader.skipped_examples:
+            summary["skipped_examples"] = reader.skipped_examples
     summary["timings_s"]["tracking"] = time.perf_counter() - t0
     summary["timings_s"]["detection"] = tracking.detect_s
-    summary["frames_read"] = n_frames
+    stop.check()  # a signal during the last frame
     if n_frames == 0:
         raise NoFramesError(f"{opts.clip}: the clip has no frames")
     tracks = {tid: t for tid, t in tracks.items() if len(t.frame_ids) >= 2}
@@ -114,15 +131,20 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
     """Run a capture; returns the summary. Raises a TarError (with its exit code), ``Cancelled`` included;
     in every case ``summary.json`` says what was finished and that the run did not complete."""
     stop = stop or StopFlag()
+    _check_options(opts)
     out_dir = Path(opts.output)
-    _check_output_dir(out_dir)
     engine_name = resolve_engine_name(opts.engine, opts.checkpoint)
-    summary: dict = {"completed": False, "engine": engine_name, "engine_version": __version__,
-                     "clip": str(opts.clip), "engine_code": str(Path(tar_core.__file__).resolve().parent),
-                     "timings_s": {}, "people": []}
+    folder = OutputFolder(out_dir, clip=str(opts.clip)).open()
+    summary: dict = {"completed": False, "run_id": folder.run_id, "started": folder.started, "pid": os.getpid(),
+                     "engine": engine_name, "engine_version": __version__, "clip": str(opts.clip),
+                     "engine_code": str(Path(tar_core.__file__).resolve().parent), "timings_s": {}, "people": []}
+    if folder.moved_aside:
+        summary["previous_run_moved_to"] = str(out_dir / "previous")
     writer = None
+    pending: BaseException | None = None
     try:
-        reader = VideoReader(opts.clip, fps=opts.fps)
+        _write_summary(out_dir, summary)  # the run marker: this folder now belongs to this run
+        reader = VideoReader(opts.clip, fps=opts.fps, stop=stop)
         info = reader.info
         summary["video"] = asdict(info)
         K, focal_source = _intrinsics(opts, info)
@@ -140,12 +162,24 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
                              writer=writer, progress=progress, stop=stop, focal_source=focal_source))
         summary["timings_s"]["engine"] = time.perf_counter() - t1
         summary.update(engine.summary())
+        stop.check()  # a signal during the last frame or the last write
         summary["completed"] = True
         return summary
     except TarError as exc:
-        summary["error"] = str(exc)
-        summary["error_code"] = exc.exit_code
+        pending = exc
+        summary.update(error=str(exc), error_code=exc.exit_code, error_kind=exc.kind)
+        raise
+    except BaseException as exc:  # not ours (a bug, MemoryError): still say in the summary that it failed
+        pending = exc
+        summary.update(error=f"{type(exc).__name__}: {exc}", error_code=1, error_kind="internal")
         raise
     finally:
         summary["people"] = writer.people if writer else []
-        _write_summary(out_dir, summary)
+        try:
+            _write_summary(out_dir, summary)
+        except OutputError:
+            if pending is None:
+                raise
+            # The disk is full (or gone): the summary written at the start stays, saying "completed": false.
+        finally:
+            folder.close()

@@ -371,6 +371,9 @@ def smooth_boxes(
 
 # ------------------------------------------------------------------------------------------ boxes file
 _ENTRY_KEYS = {"box", "id", "score"}
+MAX_BOXES_FILE_BYTES = 256 * 1024 * 1024  # a boxes file is read whole; refuse anything bigger unread
+MAX_ID = 2**31 - 1  # track ids and frame indices (they go into int32-safe places: motion files, Blender)
+MAX_COORD = 1e6  # pixels; a box coordinate beyond this is not a box in any image
 
 
 def _is_number(x) -> bool:
@@ -388,6 +391,8 @@ def _frame_key(key, where: str) -> int:
         raise ValueError(f"{where}: frame key {key!r} is not an integer frame index")
     if frame < 0:
         raise ValueError(f"{where}: frame index {frame} is negative")
+    if frame > MAX_ID:
+        raise ValueError(f"{where}: frame index {key!r} is too large (at most {MAX_ID})")
     return frame
 
 
@@ -397,6 +402,8 @@ def _parse_box(values, where: str, image_size) -> np.ndarray:
     box = np.array([float(v) for v in values], dtype=np.float64)
     if not np.all(np.isfinite(box)):
         raise ValueError(f"{where}: box {values!r} is not finite")
+    if np.any(box > MAX_COORD):
+        raise ValueError(f"{where}: box {values!r} has a coordinate beyond {MAX_COORD:g} px")
     if np.any(box < 0):
         raise ValueError(f"{where}: box {values!r} has a negative coordinate (clip boxes to the image)")
     if box[2] <= box[0] or box[3] <= box[1]:
@@ -405,12 +412,16 @@ def _parse_box(values, where: str, image_size) -> np.ndarray:
         width, height = image_size
         if box[0] >= width or box[1] >= height:
             raise ValueError(f"{where}: box {values!r} lies outside the {width}x{height} image")
+        if box[2] > 4 * width or box[3] > 4 * height:
+            raise ValueError(f"{where}: box {values!r} reaches far beyond the {width}x{height} image")
     return box
 
 
 def _parse_id(value, where: str) -> int:
-    if not _is_number(value) or not float(value).is_integer() or value < 0:
+    if not _is_number(value) or not math.isfinite(value) or not float(value).is_integer() or value < 0:
         raise ValueError(f"{where}: track id must be a non-negative integer, got {value!r}")
+    if value > MAX_ID:
+        raise ValueError(f"{where}: track id {value!r} is too large (at most {MAX_ID})")
     return int(value)
 
 
@@ -480,10 +491,20 @@ def load_boxes_file(path, image_size: tuple[int, int] | None = None) -> dict[int
             seen[k] = v
         return seen
 
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        if not os.path.isfile(source):
+            raise ValueError(f"{source}: not a regular file")
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_BOXES_FILE_BYTES:
+            raise ValueError(f"{source}: {size / 1e6:.0f} MB, more than a boxes file may be "
+                             f"({MAX_BOXES_FILE_BYTES / 1e6:.0f} MB)")
+        raw = f.read(MAX_BOXES_FILE_BYTES + 1)
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicates)
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{source}: not valid JSON ({e})") from e
+        raise ValueError(f"{source}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{source}: JSON nested too deeply") from None
     return parse_boxes(data, source, image_size)

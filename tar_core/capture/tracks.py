@@ -34,16 +34,18 @@ class TrackingPass:
         self.frame_times: dict[int, float] = {}  # every frame's time, for bridging short gaps
         self.detect_s = 0.0  # seconds spent in the person detector
 
-    def _user_boxes(self) -> dict | None:
+    def _user_boxes(self, image_size: tuple[int, int]) -> dict | None:
         if not self.boxes_file:
             return None
         try:
-            return load_boxes_file(self.boxes_file)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"boxes file {self.boxes_file}: {exc}") from None
+            return load_boxes_file(self.boxes_file, image_size=image_size)
+        except OSError as exc:
+            raise UsageError(f"boxes file {self.boxes_file}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # load_boxes_file names the file, frame and entry
+            raise UsageError(f"boxes file {exc}") from None
 
     def run(self, reader) -> tuple[dict[int, TrackData], int]:
-        user_boxes = self._user_boxes()
+        user_boxes = self._user_boxes((reader.info.width, reader.info.height))
         detector = None
         if user_boxes is None:
             from tar_core.capture.detection import PoseDetector

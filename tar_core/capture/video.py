@@ -28,7 +28,16 @@ nudged to 1 microsecond after the previous one, so times are always strictly inc
 
 Image folders are read in natural name order (``frame2`` before ``frame10``), skipping hidden
 files and other extensions, at ``fps`` frames per second (30.0 when not given): frame ``i`` is at
-``i / fps``. All images must have the size of the first; EXIF orientation is applied by OpenCV.
+``i / fps``. All images must have the size of the first (a folder of mixed sizes is refused when the
+first odd one is reached); EXIF orientation is applied by OpenCV.
+
+Faults. Only a regular file or a folder is opened (a FIFO or a device would block or never end). A
+frame (or image) that does not decode is skipped and counted (``frames_skipped``), and reading goes on:
+a failed read is only the end of a video once the decoded and skipped frames reach the container's
+frame count (or, when the count is unknown, after ``MAX_FAILED_READS`` failed reads in a row). Frame
+indices count skipped frames, so they stay the positions in the source. A clip where nothing decodes
+raises :class:`VideoError`. Frames larger than ``MAX_PIXELS`` are refused before decoding (from the
+container's size, or from a PNG / JPEG header), and a folder's ``fps`` must lie in ``FPS_RANGE``.
 """
 
 from __future__ import annotations
@@ -37,18 +46,31 @@ import math
 import os
 import re
 import shutil
+import stat
+import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
+# FFmpeg's own messages about damaged frames would go straight to stderr; a skipped frame is counted
+# instead (set before the first clip is opened, when OpenCV reads it).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+# OpenCV's own warnings (e.g. "backend is generally available but can't be used to capture by name") would
+# add lines to the one line a failure prints; the reader says what went wrong itself.
+if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 from tar_core.errors import UsageError, VideoError
 
 __all__ = [
     "DEFAULT_FOLDER_FPS",
+    "FPS_RANGE",
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
     "Frame",
     "VideoError",
     "VideoInfo",
@@ -59,6 +81,9 @@ __all__ = [
 DEFAULT_FOLDER_FPS = 30.0
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 TIME_NUDGE = 1e-6  # seconds added to a timestamp that does not increase
+MAX_PIXELS = 1 << 27  # largest frame accepted (134 megapixels, e.g. 16384 x 8192)
+FPS_RANGE = (0.01, 10000.0)  # frame rates accepted for an image folder
+MAX_FAILED_READS = 1000  # failed reads in a row taken as the end of a video (without reaching its frame count)
 
 _ROTATE_CODES = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
@@ -98,21 +123,34 @@ class VideoReader:
 
     ``fps`` is the frame rate of an image folder (default 30.0); it is ignored for video files,
     whose timestamps come from the container. Raises :class:`VideoError` if the path is missing,
-    unreadable, or holds no video stream or images.
+    unreadable, not a regular file or folder, or holds no video stream or images. After (or during)
+    an iteration ``frames_read`` and ``frames_skipped`` count the frames decoded and those that did
+    not decode. ``stop`` (a StopFlag) is checked while undecodable frames are skipped.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float | None = None):
+    def __init__(self, path: str | os.PathLike[str], fps: float | None = None, stop=None):
         self._path = os.fsdecode(os.fspath(path))
-        if fps is not None and not (math.isfinite(fps) and fps > 0):
-            raise UsageError(f"fps must be a positive number, got {fps!r}")
+        if fps is not None and not (math.isfinite(fps) and FPS_RANGE[0] <= fps <= FPS_RANGE[1]):
+            raise UsageError(f"--fps must be a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g}, got {fps!r}")
         self._closed = False
+        self._stop = stop
         self._captures: set[cv2.VideoCapture] = set()  # open by running iterations
         self._images: list[str] = []
-        if not os.path.exists(self._path):
-            raise VideoError(f"video '{self._path}' does not exist")
+        self.frames_read = 0
+        self.frames_skipped = 0
+        self.skipped_examples: list[str] = []  # the first few frames that did not decode, and why
+        try:
+            mode = os.stat(self._path).st_mode
+        except FileNotFoundError:
+            raise VideoError(f"video '{self._path}' does not exist") from None
+        except OSError as exc:
+            raise VideoError(f"video '{self._path}' cannot be examined ({exc.strerror or exc})") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise VideoError(f"video '{self._path}' is not a regular file or a folder of images "
+                             "(a pipe, device or socket is not read)")
         if not os.access(self._path, os.R_OK):
             raise VideoError(f"video '{self._path}' is not readable (permission denied)")
-        if os.path.isdir(self._path):
+        if stat.S_ISDIR(mode):
             self._images = _list_images(self._path)
             self.info = self._probe_folder(DEFAULT_FOLDER_FPS if fps is None else float(fps))
         else:
@@ -163,6 +201,7 @@ class VideoReader:
             cap.release()
         if width <= 0 or height <= 0:
             raise VideoError(f"cannot open video '{self._path}': its video stream has no frame size")
+        _check_pixels(self._path, width, height)
         if rotation in (90, 270) and not backend_rotates:  # OpenCV reports stored sizes unless it turns
             width, height = height, width
         return VideoInfo(
@@ -177,36 +216,69 @@ class VideoReader:
             is_image_folder=False,
         )
 
+    def _skip(self, first: int, n: int, why: str) -> None:
+        """Count ``n`` frames from index ``first`` that did not decode."""
+        self.frames_skipped += n
+        if len(self.skipped_examples) < 5:
+            self.skipped_examples.append(f"frame {first}" + (f"-{first + n - 1}" if n > 1 else "") + f" ({why})")
+
     def _iter_video(self) -> Iterator[Frame]:
         cap, rotation, backend_rotates = self._open()
         self._captures.add(cap)
         turn = None if backend_rotates else _ROTATE_CODES.get(rotation)
+        count = self.info.frame_count
+        self.frames_read = self.frames_skipped = 0
         try:
-            index, start, last = 0, 0.0, -math.inf
-            while True:
+            index, start, last, pending = 0, None, -math.inf, 0  # pending: failed reads since the last frame
+            while not self._closed:
                 try:
                     ok, bgr = cap.read()
-                except cv2.error as exc:
-                    raise VideoError(f"cannot decode frame {index} of '{self._path}': {exc}") from exc
+                except cv2.error:
+                    ok, bgr = False, None
                 if not ok or bgr is None:
-                    return
+                    # A damaged frame, or the end: only the frame count (or a long run of failures) tells.
+                    if (count is not None and index >= count) or pending >= MAX_FAILED_READS:
+                        break
+                    pending, index = pending + 1, index + 1
+                    if self._stop is not None:
+                        self._stop.check()
+                    continue
+                if pending:
+                    self._skip(index - pending, pending, "does not decode")
+                    pending = 0
                 pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                if index == 0:
+                if start is None:
                     start = pts
                 time = _strictly_after(last, pts - start)
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 if turn is not None:
                     rgb = cv2.rotate(rgb, turn)
+                self.frames_read += 1
                 yield Frame(index=index, time=time, image=rgb)
                 index, last = index + 1, time
         finally:
             cap.release()
             self._captures.discard(cap)
+        if pending and count is not None:  # damaged frames at the end, within the container's count
+            self._skip(index - pending, pending, "does not decode")
+        self._check_decoded()
+
+    def _check_decoded(self) -> None:
+        if self.frames_read == 0 and self.frames_skipped > 0:
+            raise VideoError(f"no frame of '{self._path}' could be decoded ({self.frames_skipped} damaged: "
+                             f"{self.skipped_examples[0]})")
 
     # -- image folders -----------------------------------------------------------------------
 
     def _probe_folder(self, fps: float) -> VideoInfo:
-        first = _read_image(os.path.join(self._path, self._images[0]))
+        first = None
+        for name in self._images:  # the size of the first image that decodes
+            first = _read_image(os.path.join(self._path, name))
+            if first is not None:
+                break
+        if first is None:
+            raise VideoError(f"no image of folder '{self._path}' could be decoded ({len(self._images)} damaged, "
+                             f"first: {self._images[0]})")
         return VideoInfo(
             path=self._path,
             width=first.shape[1],
@@ -220,17 +292,25 @@ class VideoReader:
 
     def _iter_folder(self) -> Iterator[Frame]:
         size = (self.info.height, self.info.width)
+        self.frames_read = self.frames_skipped = 0
         for index, name in enumerate(self._images):
             if self._closed:
                 return
             file = os.path.join(self._path, name)
             image = _read_image(file)
+            if image is None:
+                self._skip(index, 1, f"{name} does not decode")
+                if self._stop is not None:
+                    self._stop.check()
+                continue
             if image.shape[:2] != size:
                 raise VideoError(
                     f"image '{file}' is {image.shape[1]}x{image.shape[0]}, "
-                    f"but the folder's first image is {size[1]}x{size[0]}"
+                    f"but the folder's first image is {size[1]}x{size[0]} (all images must have one size)"
                 )
+            self.frames_read += 1
             yield Frame(index=index, time=index / self.info.fps, image=image)
+        self._check_decoded()
 
 
 def probe(path: str | os.PathLike[str], fps: float | None = None) -> VideoInfo:
@@ -269,15 +349,54 @@ def _list_images(folder: str) -> list[str]:
     return sorted(names, key=_natural_key)
 
 
-def _read_image(file: str) -> np.ndarray:
-    """Decode one image to RGB; np.fromfile + imdecode also copes with non-ASCII paths on Windows."""
+def _check_pixels(what: str, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise VideoError(f"'{what}' is {width}x{height} px ({width * height / 1e6:.0f} megapixels), more than "
+                         f"the {MAX_PIXELS / 1e6:.0f} megapixels a frame may have")
+
+
+def _header_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header, or None where it does not say (other formats, damage)."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(head):  # JPEG segments up to the first start-of-frame
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[i + 5: i + 9])
+            return width, height
+        i += 2 + struct.unpack(">H", head[i + 2: i + 4])[0]
+    return None
+
+
+def _read_image(file: str) -> np.ndarray | None:
+    """Decode one image to RGB, or None when it does not decode; refuses (VideoError) an unreadable file or
+    one larger than ``MAX_PIXELS``, from its header before decoding where it is a PNG or a JPEG.
+    np.fromfile + imdecode also copes with non-ASCII paths on Windows."""
     try:
+        if os.path.getsize(file) > 4 * MAX_PIXELS:
+            raise VideoError(f"image '{file}' is a {os.path.getsize(file) / 1e9:.1f} GB file, larger than any "
+                             f"image of at most {MAX_PIXELS / 1e6:.0f} megapixels")
         data = np.fromfile(file, dtype=np.uint8)
     except OSError as exc:
         raise VideoError(f"cannot read image '{file}': {exc.strerror or exc}") from exc
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    size = _header_size(data[: 1 << 16].tobytes())
+    if size is not None:
+        _check_pixels(file, *size)
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        bgr = None
     if bgr is None:
-        raise VideoError(f"cannot decode image '{file}'")
+        return None
+    _check_pixels(file, bgr.shape[1], bgr.shape[0])
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tar_core.errors import OutputError
 from tar_core.geometry import camera as cam
 from tar_core.motion_file import Motion, write_motion
 
@@ -50,7 +51,11 @@ class MotionWriter:
             provenance=json.dumps({**self.provenance, "track_id": track.track_id}, sort_keys=True),
             **(extras or {}),
         )  # fmt: skip
-        path = write_motion(self.out_dir / f"person_{track.track_id}.npz", motion)
+        path = self.out_dir / f"person_{track.track_id}.npz"
+        try:
+            write_motion(path, motion)  # atomic: a failed write leaves no partial file
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         n = len(poses)
         self.people.append({
             "track_id": track.track_id, "path": str(path), "rows": n,

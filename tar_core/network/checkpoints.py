@@ -26,6 +26,7 @@ __all__ = ["CheckpointError", "DEMO_CHECKPOINT", "LoadedCheckpoint", "demo_check
 
 FORMAT = "tar-checkpoint"
 FORMAT_VERSION = 1
+MAX_CHECKPOINT_BYTES = 8 << 30  # the largest variant (HRNet-48) is ~0.3 GB; optimizer state triples it
 
 
 @dataclass
@@ -84,6 +85,10 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path}: {size / 1e9:.1f} GB, larger than any TAR checkpoint "
+                              f"(at most {MAX_CHECKPOINT_BYTES / 1e9:.0f} GB)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
@@ -96,6 +101,14 @@ def read_checkpoint(path: str | Path) -> dict:
     for key in ("config", "state_dict", "provenance"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    if not isinstance(payload["config"], dict) or not isinstance(payload["provenance"], dict):
+        raise CheckpointError(f"{path}: checkpoint's config and provenance must be dicts")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: checkpoint's state_dict must map names to tensors")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: weight {name!r} contains NaN or infinity (a diverged training run?)")
     return payload
 
 
@@ -113,7 +126,7 @@ def load_checkpoint(path: str | Path, body: BodyModel | None = None, variant: st
     payload = read_checkpoint(path)
     try:
         cfg = config_from_dict(dict(payload["config"]))
-    except (ConfigError, TypeError) as exc:
+    except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: config does not match this version of TAR ({exc})") from None
     if variant is not None and cfg.name != variant:
         raise CheckpointError(f"{path}: holds variant {cfg.name!r}, not {variant!r}")

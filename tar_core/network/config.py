@@ -6,6 +6,7 @@ error), so a checkpoint always runs with the architecture it was trained with.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from tar_core.errors import ConfigError
@@ -14,6 +15,12 @@ __all__ = ["BACKBONE_NAMES", "VARIANTS", "ConfigError", "TARConfig", "config_fro
 
 # Image backbones (tar_core.network.backbones builds them); "blazepose" is the frozen pretrained trunk.
 BACKBONE_NAMES = ("resnet50", "hrnet48", "hrnet32", "tiny", "blazepose")
+
+
+# Largest value of an integer field (others: 8192): a checkpoint's config is refused before any model is built.
+_MAX_INT = {"crop_size": 1024, "seq_len": 129, "gte_layers": 48, "gte_heads": 128, "lte_window": 129,
+            "lte_size": 64, "lte_kernel": 15, "iterations": 64, "window_radius": 16, "marker_features": 256,
+            "num_markers": 4096}
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,18 @@ class TARConfig:
 
     def __post_init__(self):
         problems = []
+        for f in fields(self):  # types and sizes first: a config from a file may hold anything
+            value, default = getattr(self, f.name), f.default
+            numeric = isinstance(default, float) and type(value) is int  # 1 for 1.0
+            if type(value) is not type(default) and not numeric:
+                raise ConfigError(f"invalid TAR config {self.name!r}: {f.name} must be a {type(default).__name__}, "
+                                  f"got {value!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= _MAX_INT.get(f.name, 8192):
+                problems.append(f"{f.name} {value} outside 0..{_MAX_INT.get(f.name, 8192)}")
+            if isinstance(default, float) and not (math.isfinite(value) and abs(value) <= 1e6):
+                problems.append(f"{f.name} {value} is not a sane number")
+        if problems:
+            raise ConfigError(f"invalid TAR config {self.name!r}: " + "; ".join(problems))
         if self.backbone not in BACKBONE_NAMES:
             problems.append(f"backbone {self.backbone!r}")
         if self.seq_len < 1 or self.seq_len % 2 == 0:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
+
+from tar_core.errors import PipeClosed
 
 __all__ = ["Progress"]
 
@@ -22,7 +25,19 @@ class Progress:
         self.out = stream or (sys.stdout if jsonl else sys.stderr)
         self._last: dict[str, float] = {}
 
+    @contextmanager
+    def _writing(self):
+        """A reader that went away (closed pipe) ends the run: ``PipeClosed``, not a traceback."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise PipeClosed("the progress output was closed (broken pipe); stopped") from None
+
     def emit(self, event: str, **fields) -> None:
+        with self._writing():
+            self._emit(event, **fields)
+
+    def _emit(self, event: str, **fields) -> None:
         if self.jsonl:
             self.out.write(json.dumps({"event": event, **fields}) + "\n")
             self.out.flush()
@@ -41,8 +56,12 @@ class Progress:
         if not final and now - self._last.get(stage, 0.0) < self.min_interval:
             return
         self._last[stage] = now
+        with self._writing():
+            self._progress(stage, done, total, final)
+
+    def _progress(self, stage: str, done: int, total: int | None, final: bool) -> None:
         if self.jsonl:
-            self.emit("progress", stage=stage, done=int(done), total=int(total) if total else None)
+            self._emit("progress", stage=stage, done=int(done), total=int(total) if total else None)
             return
         if total:
             fill = int(30 * min(done, total) / total)

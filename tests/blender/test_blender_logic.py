@@ -729,14 +729,16 @@ def test_engine_run_reports_the_engine_error(tmp_path):
     assert run.done is None and run.outputs == []
 
 
-def test_engine_run_crash_without_error_event_uses_stderr(tmp_path):
+def test_engine_run_crash_without_error_event_points_to_the_log(tmp_path):
     script = _script(tmp_path, "crash.py", """
         emit(event="start", frames=10)
         raise RuntimeError("CUDA out of memory")
     """)
-    run = EngineRun([sys.executable, script])
+    log = tmp_path / "out" / "engine.log"
+    run = EngineRun([sys.executable, script], log_path=log)
     assert run.wait(timeout=10) == 1
-    assert run.failure_message() == "engine exited with code 1: RuntimeError: CUDA out of memory"
+    assert run.failure_message() == f"the engine stopped unexpectedly (code 1); its log: {log}"
+    assert "RuntimeError: CUDA out of memory" in log.read_text()
 
 
 def test_engine_run_cancel_lets_the_engine_flush(tmp_path):

@@ -331,11 +331,12 @@ def test_image_folder_without_images(tmp_path):
     assert str(tmp_path) in str(err.value)
 
 
-def test_image_folder_bad_image_and_size_change(tmp_path):
+def test_image_folder_bad_image_is_skipped_and_size_change_refused(tmp_path):
     write_image(tmp_path / "a1.png", make_frame(0))
     (tmp_path / "a2.png").write_bytes(b"broken")
-    with pytest.raises(VideoError, match="a2.png"):
-        list(VideoReader(tmp_path))
+    reader = VideoReader(tmp_path)
+    assert [f.index for f in reader] == [0]
+    assert (reader.frames_read, reader.frames_skipped) == (1, 1) and "a2.png" in reader.skipped_examples[0]
     (tmp_path / "a2.png").unlink()
     write_image(tmp_path / "a3.png", make_frame(2, W // 2, H))
     with pytest.raises(VideoError, match="a3.png"):

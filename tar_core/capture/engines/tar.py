@@ -202,7 +202,7 @@ class TarCaptureEngine:
         plan, ends, crop_boxes = _crop_plan(job.tracks)
         results: dict[int, dict[int, FrameResult]] = {tid: {} for tid in job.tracks}
         focal, principal = float(job.K[0, 0]), np.array([job.K[0, 2], job.K[1, 2]])
-        with VideoReader(job.clip, fps=job.fps) as reader:
+        with VideoReader(job.clip, fps=job.fps, stop=job.stop) as reader:
             total = reader.info.frame_count
             for n, frame in enumerate(reader, start=1):
                 job.stop.check()
