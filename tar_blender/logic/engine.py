@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -198,7 +199,20 @@ class EngineRun:
         if self.error:
             return self.error
         log = f"; its log: {self.log_path}" if self.log_path else ""
-        return f"the engine stopped unexpectedly (code {rc}){log}"
+        raised = self._raised()
+        return f"the engine stopped unexpectedly (code {rc}){': ' + raised if raised else ''}{log}"
+
+    def _raised(self) -> str | None:
+        """The Python exception that ended the engine, if its stderr ends with one (``ModuleNotFoundError: …``
+        means no engine is set up); never another stderr line, such as a library's log message."""
+        for line in reversed(self.stderr_tail):
+            text = line.strip()
+            if _EXCEPTION_LINE.match(text):
+                return text
+        return None
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)(: .*)?$")
 
 
 def default_python() -> str:

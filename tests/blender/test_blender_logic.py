@@ -732,13 +732,23 @@ def test_engine_run_reports_the_engine_error(tmp_path):
 def test_engine_run_crash_without_error_event_points_to_the_log(tmp_path):
     script = _script(tmp_path, "crash.py", """
         emit(event="start", frames=10)
+        print("I0000 00:00:1 gl_context.cc:357] GL version: 3.2", file=sys.stderr)
         raise RuntimeError("CUDA out of memory")
     """)
     log = tmp_path / "out" / "engine.log"
     run = EngineRun([sys.executable, script], log_path=log)
     assert run.wait(timeout=10) == 1
-    assert run.failure_message() == f"the engine stopped unexpectedly (code 1); its log: {log}"
-    assert "RuntimeError: CUDA out of memory" in log.read_text()
+    # The exception that ended it is named; a library's log line never is.
+    assert run.failure_message() == ("the engine stopped unexpectedly (code 1): RuntimeError: CUDA out of memory; "
+                                     f"its log: {log}")
+    assert "RuntimeError: CUDA out of memory" in log.read_text() and "gl_context" in log.read_text()
+    quiet = _script(tmp_path, "quiet.py", """
+        print("I0000 00:00:1 gl_context.cc:357] GL version: 3.2", file=sys.stderr)
+        sys.exit(7)
+    """)
+    run = EngineRun([sys.executable, quiet], log_path=log)
+    assert run.wait(timeout=10) == 7
+    assert run.failure_message() == f"the engine stopped unexpectedly (code 7); its log: {log}"
 
 
 def test_engine_run_cancel_lets_the_engine_flush(tmp_path):
