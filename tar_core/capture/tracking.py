@@ -237,6 +237,10 @@ class Tracker:
         self._next_id += 1
         return tid
 
+    def last_frame(self, track_id: int) -> int:
+        """Frame index at which an open track was last matched."""
+        return self._tracks[track_id].frame
+
     def predict(self, track_id: int, frame_index: int, time: float) -> np.ndarray:
         """Box of an open track predicted by its constant-velocity model at a later frame."""
         return self._predict(self._tracks[track_id], frame_index, time)
