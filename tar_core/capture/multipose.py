@@ -175,6 +175,13 @@ def tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
+def _cut_by_tile(box: np.ndarray, tile, width: int, height: int, margin: float = 3.0) -> bool:
+    """Whether ``box`` touches an edge of ``tile`` inside the frame (the person runs on outside the tile)."""
+    x0, y0, x1, y1 = tile
+    return bool((x0 > 0 and box[0] <= x0 + margin) or (y0 > 0 and box[1] <= y0 + margin)
+                or (x1 < width and box[2] >= x1 - margin) or (y1 < height and box[3] >= y1 - margin))
+
+
 def _starts(length: int, side: int) -> list[int]:
     if side >= length:
         return [0]
@@ -190,10 +197,10 @@ class MultiPoseDetector:
     its landmarker.
     """
 
-    def __init__(self, fps: float = 30.0, discover_s: float = 0.33, tile_s: float = 1.0):
+    def __init__(self, fps: float = 30.0, discover_s: float = 0.25):
         fps = fps or 30.0
         self.discover_every = max(1, int(round(discover_s * fps)))
-        self.tile_every = max(1, int(round(tile_s * fps)))
+        self._tile = 0
         self._full = _landmarker(video=False, num_poses=MAX_POSES)
         self._regions = _RegionPasses()
         self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
@@ -212,17 +219,20 @@ class MultiPoseDetector:
         open_ids = tracker.open_track_ids
         predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
         discover = not open_ids or self._n % self.discover_every == 0
-        tile = max(w, h) >= TILE_MIN_SIDE and self._n % self.tile_every == 0
         self._n += 1
         self.stats["frames"] += 1
         found: list[Detection] = []
         if discover:
             self.stats["discovery_passes"] += 1
             found = self._discover(image)
-        if tile:
-            for region in tiles(w, h):
-                self.stats["tile_passes"] += 1
-                for d in self._discover(image, region):
+            if max(w, h) >= TILE_MIN_SIDE:  # one tile per discovery, in turn; all while nobody is tracked
+                grid = tiles(w, h)
+                regions = grid if not open_ids else [grid[self._tile % len(grid)]]
+                self._tile += 1
+                self.stats["tile_passes"] += len(regions)
+                for region, d in [(r, d) for r in regions for d in self._discover(image, r)]:
+                    if _cut_by_tile(d.box, region, w, h):
+                        continue
                     if not found or box_iou(d.box, np.stack([f.box for f in found])).max() < 0.3:
                         found.append(d)
         # A tracked person found by discovery keeps that result; the others get their region pass.
@@ -246,8 +256,13 @@ class MultiPoseDetector:
             box = np.array([cx - half[0], cy - half[1], cx + half[0], cy + half[1]])
             self.stats["region_passes"] += 1
             d = self._regions.run(tid, image, box, time_s)
-            if d is not None:
-                region_dets[tid] = d
+            if d is None:
+                continue
+            fits = {t: box_iou(predicted[t], d.box)[0, 0] for t in open_ids}
+            if max(fits.values()) > fits[tid] + 0.05:  # it slid onto someone else (a crossing)
+                self._regions.reset(tid, time_s)
+                continue
+            region_dets[tid] = d
         # Two region passes on one person: the track that predicted that box keeps it.
         keys = list(region_dets)
         drop = set()
