@@ -2,7 +2,9 @@
 
 The steps, each streaming frames (the clip is never held in memory):
 1. open the clip and the body model, build the engine (a bad checkpoint fails before any decoding);
-2. ``TrackingPass`` (capture.tracks): person detection (MediaPipe, or the user's boxes) and tracking;
+2. ``TrackingPass`` (capture.tracks): person detection (every person, capture.multipose; or the user's
+   boxes) and tracking; then the people asked for (``--person``, ``--max-people``; capture.people).
+   ``--list-people`` stops here and writes ``people.png`` + ``people.json``;
 3. the engine's ``run`` (capture.engines): one motion file per track through ``MotionWriter``.
 ``summary.json`` is written at the end whatever happened: it says what finished and whether the run
 completed.
@@ -23,6 +25,7 @@ from tar_core import __version__
 from tar_core.body_model import load_body_model
 from tar_core.capture.engines import build_engine, resolve_engine_name
 from tar_core.capture.engines.base import EngineJob
+from tar_core.capture.people import parse_person, select_people, write_preview
 from tar_core.capture.tracks import TrackingPass
 from tar_core.capture.video import VideoReader
 from tar_core.capture.writer import MotionWriter
@@ -47,6 +50,8 @@ class CaptureOptions:
     boxes: str | None = None
     fps: float | None = None  # for image folders
     batch_windows: int = 8
+    person: str | None = None  # "X,Y" (a point on the person's first frame) or "ID"; None: everyone
+    list_people: bool = False  # dry run: track, write people.png + people.json, no motion files
 
 
 def _check_output_dir(out_dir: Path) -> None:
@@ -77,14 +82,19 @@ def _intrinsics(opts: CaptureOptions, info) -> np.ndarray:
     return cam.intrinsics(focal, cam.default_principal_point(info.width, info.height))
 
 
-def _track(opts: CaptureOptions, reader, progress, stop, summary: dict) -> tuple[dict, dict]:
-    """Pass 1; drops one-frame blips. Raises NoFramesError / NoPersonError."""
+def _track(opts: CaptureOptions, reader, progress, stop, summary: dict, landmarks_in_boxes: bool = False,
+           keep: dict | None = None) -> tuple[dict, dict]:
+    """Pass 1; drops one-frame blips. Raises NoFramesError / NoPersonError. ``keep`` (if given) receives the
+    first frame's image (``first_image``) for the people preview."""
     t0 = time.perf_counter()
-    tracking = TrackingPass(progress, stop, boxes_file=opts.boxes, max_people=opts.max_people)
+    tracking = TrackingPass(progress, stop, boxes_file=opts.boxes, landmarks_in_boxes=landmarks_in_boxes)
     with reader:
         tracks, n_frames = tracking.run(reader)
     summary["timings_s"]["tracking"] = time.perf_counter() - t0
     summary["frames_read"] = n_frames
+    summary["detector"] = tracking.detector_stats
+    if keep is not None:
+        keep["first_image"] = tracking.first_image
     if n_frames == 0:
         raise NoFramesError(f"{opts.clip}: the clip has no frames")
     tracks = {tid: t for tid, t in tracks.items() if len(t.frame_ids) >= 2}
@@ -92,6 +102,23 @@ def _track(opts: CaptureOptions, reader, progress, stop, summary: dict) -> tuple
         raise NoPersonError(f"{opts.clip}: no person found in {n_frames} frames")
     summary["tracks"] = {str(tid): len(t.frame_ids) for tid, t in tracks.items()}
     return tracks, tracking.frame_times
+
+
+def _select_people(opts: CaptureOptions, tracks: dict, summary: dict) -> dict:
+    """The people the user asked for (``--person``, ``--max-people``); NoPersonError when a pick finds nobody."""
+    chosen = select_people(tracks, parse_person(opts.person), opts.max_people)
+    summary["tracks"] = {str(tid): len(t.frame_ids) for tid, t in chosen.items()}
+    return chosen
+
+
+def _list_people(opts: CaptureOptions, reader, progress, stop, summary: dict, out_dir: Path) -> dict:
+    """``--list-people``: track only, then ``people.png`` + ``people.json`` in the output folder."""
+    keep: dict = {}
+    tracks, _ = _track(opts, reader, progress, stop, summary, keep=keep)
+    info = write_preview(out_dir, tracks, keep.get("first_image"))
+    summary["people_preview"] = info
+    summary["completed"] = True
+    return summary
 
 
 def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dict:
@@ -109,6 +136,9 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         reader = VideoReader(opts.clip, fps=opts.fps)
         info = reader.info
         summary["video"] = asdict(info)
+        parse_person(opts.person)  # a malformed --person fails before any work
+        if opts.list_people:
+            return _list_people(opts, reader, progress, stop, summary, out_dir)
         K = _intrinsics(opts, info)
         body = load_body_model(opts.body)
         summary["body_model"] = body.describe()
@@ -118,7 +148,9 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         progress.emit("start", clip=str(opts.clip), engine=engine_name, frames=info.frame_count,
                       width=info.width, height=info.height, fps=info.fps, body_model=body.describe())
         writer = MotionWriter(out_dir, info, K, body, engine_name, _provenance(opts, engine, body, info), progress)
-        tracks, frame_times = _track(opts, reader, progress, stop, summary)
+        tracks, frame_times = _track(opts, reader, progress, stop, summary,
+                                     landmarks_in_boxes=engine.name == "keypoints")
+        tracks = _select_people(opts, tracks, summary)
         t1 = time.perf_counter()
         engine.run(EngineJob(clip=opts.clip, fps=opts.fps, tracks=tracks, frame_times=frame_times, K=K, body=body,
                              writer=writer, progress=progress, stop=stop))
