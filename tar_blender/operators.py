@@ -81,6 +81,7 @@ def _capture_cmd(context, out_dir: str) -> list[str]:
         engine_python(context), bpy.path.abspath(s.clip), out_dir, engine=engine, checkpoint=checkpoint,
         body=bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else "",
         device=prefs.device if prefs else "auto", focal=s.focal, max_people=s.max_people,
+        person=getattr(s, "person", ""),
     )
 
 

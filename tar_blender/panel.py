@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from .logic.engine import people_preview
 from .operators import _ACTIVE
 from .preferences import addon_prefs
 
@@ -22,6 +23,10 @@ class TAR_PT_capture(bpy.types.Panel):
         layout.prop(s, "engine")
         col = layout.column(align=True)
         col.prop(s, "max_people")
+        col.prop(s, "person", text="Person (empty: all)")
+        picks = people_preview(bpy.path.abspath(s.output_dir)) if s.output_dir else []
+        if picks:
+            col.label(text="Preview: people " + ", ".join(str(p["id"]) for p in picks), icon="INFO")
         col.prop(s, "focal")
         col.prop(s, "with_mesh")
         col.prop(s, "smoothing")

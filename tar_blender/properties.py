@@ -19,6 +19,9 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
         default="AUTO",
     )
     max_people: IntProperty(name="Max People", description="0 = everyone found", default=1, min=0, max=16)  # type: ignore
+    person: StringProperty(name="Person", default="",  # type: ignore
+                           description="Empty: all people. Else one person: an id from the people preview "
+                                       "(people.png in the output folder) or X,Y, a point on them in the first frame")
     focal: FloatProperty(name="Focal Length (px)", description="0 = sqrt(width^2 + height^2)",  # type: ignore
                          default=0.0, min=0.0, soft_max=10000.0)
     with_mesh: BoolProperty(name="Body Mesh", default=True)  # type: ignore
