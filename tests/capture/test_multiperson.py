@@ -77,7 +77,7 @@ def test_person_picker():
     assert list(select_people(tracks, (250, 100))) == [1]
     assert list(select_people(tracks, (50, 60))) == [4]  # in two boxes: the smaller one (person 4's first box)
     assert list(select_people(tracks, 4)) == [4]
-    assert list(select_people(tracks, None, max_people=2)) == [1, 4]  # the two largest
+    assert list(select_people(tracks, None, max_people=2)) == [0, 1]  # the two largest
     with pytest.raises(NoPersonError, match=r"no person at \(500, 400\); the nearest is person 1 at \(250, 120\)"):
         select_people(tracks, (500, 400))
     with pytest.raises(NoPersonError, match="no person with id 7"):
