@@ -1,23 +1,25 @@
-"""Every person in view, each with their own landmarks: MediaPipe's Tasks ``PoseLandmarker`` on regions.
+"""Every person in view, each with their own landmarks: MediaPipe's pose models on regions.
 
-The bundle comes from the wheel (``pose_bundle``), so nothing is downloaded. Per frame:
+The models come from the wheel (``pose_bundle``), so nothing is downloaded. Per frame:
 
 - **Region passes.** Every open track gets a landmark pass on a square crop around the box the tracker
-  predicts for it (``CROP_SCALE`` x the box's longer side), by a ``PoseLandmarker`` of its own in video
-  mode (``num_poses=1``). The crop follows the person, so the landmarker's own frame-to-frame tracking
-  sees a nearly still person and runs its detector only when it has lost them; the person fills the
-  crop, so small people are as easy as large ones. Two people never share landmarks: each pass gives
+  predicts for it (``CROP_SCALE`` x the box's longer side), by a Tasks ``PoseLandmarker`` of its own in
+  video mode (``num_poses=1``). The crop follows the person, so the landmarker's own frame-to-frame
+  tracking sees a nearly still person and runs its detector only when it has lost them; the person fills
+  the crop, so small people are as easy as large ones. Two people never share landmarks: each pass gives
   one person, and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only the one
   whose own track predicted that box is kept; the other landmarker is reset.
-- **Discovery.** New people are looked for on the whole frame (image mode, ``num_poses=MAX_POSES``) every
-  ``discover_s`` seconds (and on every frame while nobody is tracked). Its detector sees a 224x224 copy
-  of the whole frame and misses people under about a quarter of the frame's longer side, so frames of
-  ``TILE_MIN_SIDE`` pixels or more are also searched in overlapping tiles every ``tile_s`` seconds. A
-  person already tracked whose box the discovery pass found keeps that result and skips their region
-  pass on that frame (one landmark pass per person per frame).
+- **Discovery.** New people are looked for every ``discover_s`` seconds (and on every frame while nobody
+  is tracked) by MediaPipe's pose *detector* alone (the wheel's ``PoseDetectionCpu`` graph: boxes, no
+  landmarks) on the whole frame. It sees a 224x224 copy of the frame and misses people under about a
+  quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are also searched in
+  overlapping tiles: all of them while nobody is tracked, one per discovery while discovery keeps
+  finding people, one every ``TILE_EVERY`` discoveries once everyone in view is tracked. A detection whose
+  centre lies in a tracked person's box costs nothing more; any other gets a landmark pass on its own
+  region, by a fresh landmarker that then stays with the new track.
 
 With one person in view the cost per frame is one landmark pass, like MediaPipe's single-person ``Pose``,
-plus one detector run per ``discover_s``. ``LandmarksInBoxes`` runs the same region passes inside the
+plus a detector run per ``discover_s``. ``LandmarksInBoxes`` runs the same region passes inside the
 user's ``--boxes``, one landmarker per user id.
 """
 
@@ -25,36 +27,97 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 import numpy as np
 
 from tar_core.capture.detection import Landmarks, landmarks_box
 from tar_core.capture.tracking import Detection, box_iou
 
-__all__ = ["LandmarksInBoxes", "MultiPoseDetector"]
+__all__ = ["LandmarksInBoxes", "MultiPoseDetector", "quiet_native_stderr"]
 
 CROP_SCALE = 1.7  # crop side / the person's longer box side
+DETECTION_SCALE = 1.25  # crop side / the side of the pose detector's body square (MediaPipe's own ROI)
 MAX_CROP = 384  # crops larger than this are scaled down before the landmark pass (its input is 256)
 DUPLICATE_IOU = 0.5
-MAX_POSES = 6
 TILE_MIN_SIDE = 640
+TILE_EVERY = 2
 MAX_REGION_PASSES = 12
+_DETECTOR_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }
+"""
 
 
-def _landmarker(video: bool, num_poses: int, min_detection: float = 0.5):
-    import mediapipe  # noqa: F401 (loads the native library before the tasks module)
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ code (glog, absl, TFLite) logs
+    there directly, past ``sys.stderr``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _import_mediapipe():
+    os.environ.setdefault("GLOG_minloglevel", "2")  # read when the native library loads: set it before
+    import mediapipe
+
+    return mediapipe
+
+
+def _landmarker(video: bool, num_poses: int = 1, min_detection: float = 0.5):
+    """A Tasks ``PoseLandmarker``, created and run once on a blank image with fd 2 silenced (its models load
+    and log then)."""
+    _import_mediapipe()
     from mediapipe.tasks.python import BaseOptions, vision
 
     from tar_core.capture.pose_bundle import pose_bundle_path
 
-    os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging quiet
     mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
     opts = vision.PoseLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(pose_bundle_path())), running_mode=mode, num_poses=num_poses,
         min_pose_detection_confidence=min_detection, min_pose_presence_confidence=0.5, min_tracking_confidence=0.5,
     )  # fmt: skip
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-        return vision.PoseLandmarker.create_from_options(opts)
+    with quiet_native_stderr():
+        lm = vision.PoseLandmarker.create_from_options(opts)
+        blank = _mp_image(np.zeros((32, 32, 3), np.uint8))
+        lm.detect_for_video(blank, 0) if video else lm.detect(blank)
+    return lm
+
+
+def _pose_detector():
+    """MediaPipe's pose detector alone (the ``PoseDetectionCpu`` graph in the wheel): boxes, no landmarks."""
+    _import_mediapipe()
+    from google.protobuf import text_format
+    from mediapipe.framework import calculator_pb2
+    from mediapipe.python import solution_base
+
+    config = text_format.Parse(_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
+    with quiet_native_stderr():
+        det = solution_base.SolutionBase(graph_config=config, outputs=["detections"])
+        det.process({"image": np.zeros((32, 32, 3), np.uint8)})
+    return det
+
+
+def _body_squares(result, x0: float, y0: float, sx: float, sy: float) -> list[Detection]:
+    """The detector's people on a region at (x0, y0) of size (sx, sy) pixels: squares centred on the hips
+    reaching the body's enclosing circle (keypoint 0: mid-hip; keypoint 1: its radius)."""
+    out = []
+    for d in result.detections or []:
+        kp = d.location_data.relative_keypoints
+        hip = np.array([x0 + kp[0].x * sx, y0 + kp[0].y * sy])
+        r = float(np.hypot((kp[1].x - kp[0].x) * sx, (kp[1].y - kp[0].y) * sy))
+        if r > 2.0:
+            out.append(Detection(box=np.concatenate([hip - r, hip + r]), score=float(d.score[0])))
+    return out
 
 
 def _mp_image(rgb: np.ndarray):
@@ -113,7 +176,7 @@ class _RegionPasses:
     def _get(self, key: int) -> list:
         slot = self._by_key.get(key)
         if slot is None:
-            slot = self._pool.pop() if self._pool else [_landmarker(video=True, num_poses=1), -1]
+            slot = self._pool.pop() if self._pool else [_landmarker(video=True), 0]
             self._by_key[key] = slot
         return slot
 
@@ -122,10 +185,11 @@ class _RegionPasses:
         slot[1] = ts
         return slot[0].detect_for_video(_mp_image(image), ts)
 
-    def run(self, key: int, image: np.ndarray, box: np.ndarray, time_s: float) -> Detection | None:
+    def run(self, key: int, image: np.ndarray, box: np.ndarray, time_s: float,
+            scale: float = CROP_SCALE) -> Detection | None:
         """The landmark pass for ``key`` on a crop around ``box``; None when it finds nobody there."""
         h, w = image.shape[:2]
-        cut = crop_square(image, box)
+        cut = crop_square(image, box, scale)
         if cut is None:
             return None
         crop, x0, y0, side = cut
@@ -175,13 +239,6 @@ def tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _cut_by_tile(box: np.ndarray, tile, width: int, height: int, margin: float = 3.0) -> bool:
-    """Whether ``box`` touches an edge of ``tile`` inside the frame (the person runs on outside the tile)."""
-    x0, y0, x1, y1 = tile
-    return bool((x0 > 0 and box[0] <= x0 + margin) or (y0 > 0 and box[1] <= y0 + margin)
-                or (x1 < width and box[2] >= x1 - margin) or (y1 < height and box[3] >= y1 - margin))
-
-
 def _starts(length: int, side: int) -> list[int]:
     if side >= length:
         return [0]
@@ -200,107 +257,123 @@ class MultiPoseDetector:
     def __init__(self, fps: float = 30.0, discover_s: float = 0.25):
         fps = fps or 30.0
         self.discover_every = max(1, int(round(discover_s * fps)))
-        self._tile = 0
-        self._full = _landmarker(video=False, num_poses=MAX_POSES)
+        self._detector = _pose_detector()
         self._regions = _RegionPasses()
         self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
-        self._n = 0
-        self.stats = {"frames": 0, "region_passes": 0, "discovery_passes": 0, "tile_passes": 0}
-
-    def _discover(self, image: np.ndarray, region=None) -> list[Detection]:
-        h, w = image.shape[:2]
-        x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
-        res = self._full.detect(_mp_image(image[y0:y1, x0:x1]))
-        return _detections(res, x0, y0, x1 - x0, y1 - y0, w, h)
+        self._n = self._tile = self._discoveries = 0
+        self._next_key = -1  # region passes on new people use negative keys until ``bind`` names the track
+        self._found_new = True
+        self.stats = {"frames": 0, "region_passes": 0, "discovery_passes": 0, "tile_passes": 0,
+                      "new_person_passes": 0}
 
     def detect(self, image: np.ndarray, frame_index: int, time_s: float, tracker) -> list[Detection]:
-        h, w = image.shape[:2]
         self._origin.clear()
         open_ids = tracker.open_track_ids
         predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
-        discover = not open_ids or self._n % self.discover_every == 0
-        self._n += 1
         self.stats["frames"] += 1
-        found: list[Detection] = []
-        if discover:
-            self.stats["discovery_passes"] += 1
-            found = self._discover(image)
-            if max(w, h) >= TILE_MIN_SIDE:  # one tile per discovery, in turn; all while nobody is tracked
-                grid = tiles(w, h)
-                regions = grid if not open_ids else [grid[self._tile % len(grid)]]
-                self._tile += 1
-                self.stats["tile_passes"] += len(regions)
-                for region, d in [(r, d) for r in regions for d in self._discover(image, r)]:
-                    if _cut_by_tile(d.box, region, w, h):
-                        continue
-                    if not found or box_iou(d.box, np.stack([f.box for f in found])).max() < 0.3:
-                        found.append(d)
-        # A tracked person found by discovery keeps that result; the others get their region pass.
-        dets: list[Detection] = []
-        taken = set()
-        if found and open_ids:
-            iou = box_iou(np.stack([predicted[t] for t in open_ids]), np.stack([d.box for d in found]))
-            for r, tid in enumerate(open_ids):
-                c = int(np.argmax(iou[r]))
-                if iou[r, c] >= 0.5 and c not in taken and iou[:, c].argmax() == r:
-                    taken.add(c)
-                    self._origin[id(found[c])] = tid
-                    dets.append(found[c])
-        region_dets: dict[int, Detection] = {}
-        todo = [t for t in open_ids if t not in self._origin.values()]
-        todo.sort(key=lambda t: tracker.last_frame(t), reverse=True)  # recently seen people first
+        dets = self._track_passes(image, time_s, tracker, predicted)
+        if not open_ids or self._n % self.discover_every == 0:
+            dets += self._new_people(image, time_s, predicted, dets)
+        self._n += 1
+        return dets
+
+    def _track_passes(self, image, time_s: float, tracker, predicted: dict) -> list[Detection]:
+        """A region pass per open track (recently seen people first); a pass that slid onto someone else
+        (a crossing) or landed on the same person as another track's pass is dropped and its landmarker reset."""
+        h, w = image.shape[:2]
+        found: dict[int, Detection] = {}
+        todo = sorted(predicted, key=tracker.last_frame, reverse=True)
         for tid in todo[:MAX_REGION_PASSES]:
             box = predicted[tid]
-            cx, cy = np.clip(0.5 * (box[0] + box[2]), 0, w - 1), np.clip(0.5 * (box[1] + box[3]), 0, h - 1)
+            centre = np.clip(0.5 * (box[:2] + box[2:]), 0, [w - 1, h - 1])
             half = 0.5 * (box[2:] - box[:2])
-            box = np.array([cx - half[0], cy - half[1], cx + half[0], cy + half[1]])
             self.stats["region_passes"] += 1
-            d = self._regions.run(tid, image, box, time_s)
+            d = self._regions.run(tid, image, np.concatenate([centre - half, centre + half]), time_s)
             if d is None:
                 continue
-            fits = {t: box_iou(predicted[t], d.box)[0, 0] for t in open_ids}
-            if max(fits.values()) > fits[tid] + 0.05:  # it slid onto someone else (a crossing)
+            fits = {t: box_iou(predicted[t], d.box)[0, 0] for t in predicted}
+            if max(fits.values()) > fits[tid] + 0.05:
                 self._regions.reset(tid, time_s)
                 continue
-            region_dets[tid] = d
-        # Two region passes on one person: the track that predicted that box keeps it.
-        keys = list(region_dets)
+            found[tid] = d
+        keys = list(found)
         drop = set()
         for i, a in enumerate(keys):
             for b in keys[i + 1:]:
-                if a in drop or b in drop:
+                if a in drop or b in drop or box_iou(found[a].box, found[b].box)[0, 0] <= DUPLICATE_IOU:
                     continue
-                if box_iou(region_dets[a].box, region_dets[b].box)[0, 0] > DUPLICATE_IOU:
-                    fit_a = box_iou(predicted[a], region_dets[a].box)[0, 0]
-                    fit_b = box_iou(predicted[b], region_dets[b].box)[0, 0]
-                    drop.add(b if fit_a >= fit_b else a)
-        for tid, d in region_dets.items():
-            others = [x.box for x in dets]
-            if tid in drop or (others and box_iou(d.box, np.stack(others)).max() > DUPLICATE_IOU):
+                fit_a, fit_b = (box_iou(predicted[k], found[k].box)[0, 0] for k in (a, b))
+                drop.add(b if fit_a >= fit_b else a)
+        dets = []
+        for tid, d in found.items():
+            if tid in drop:
                 self._regions.reset(tid, time_s)
                 continue
             self._origin[id(d)] = tid
             dets.append(d)
-        # New people: what discovery found that no tracked person accounts for.
-        for c, d in enumerate(found):
-            if c in taken:
-                continue
-            if dets and box_iou(d.box, np.stack([x.box for x in dets])).max() > 0.3:
-                continue
-            dets.append(d)
         return dets
 
+    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection]) -> list[Detection]:
+        """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
+        known = [*predicted.values(), *(d.box for d in dets)]
+        out: list[Detection] = []
+        for cand in self._candidates(image, tracking=bool(predicted)):
+            centre = 0.5 * (cand.box[:2] + cand.box[2:])
+            if any(k[0] <= centre[0] <= k[2] and k[1] <= centre[1] <= k[3] for k in known):
+                continue
+            key, self._next_key = self._next_key, self._next_key - 1
+            self.stats["new_person_passes"] += 1
+            d = self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
+            others = [x.box for x in (*dets, *out)]
+            if d is None or (others and box_iou(d.box, np.stack(others)).max() > 0.3):
+                self._regions.release(key, time_s)
+                continue
+            self._origin[id(d)] = key
+            out.append(d)
+            known.append(d.box)
+        self._found_new = bool(out)
+        return out
+
+    def _candidates(self, image, tracking: bool) -> list[Detection]:
+        """The detector on the whole frame, plus tiles of large frames (see the module docstring)."""
+        h, w = image.shape[:2]
+        self.stats["discovery_passes"] += 1
+        found = self._detect(image, (0, 0, w, h))
+        regions: list = []
+        if max(w, h) >= TILE_MIN_SIDE:
+            grid = tiles(w, h)
+            if not tracking:
+                regions = grid
+            elif self._found_new or self._discoveries % TILE_EVERY == 0:
+                regions = [grid[self._tile % len(grid)]]
+                self._tile += 1
+            self._discoveries += 1
+        self.stats["tile_passes"] += len(regions)
+        for region in regions:
+            for d in self._detect(image, region):
+                side = d.box[2] - d.box[0]
+                near = [f for f in found if np.abs(f.box[:2] - d.box[:2]).max() < 0.25 * side]
+                if not near:
+                    found.append(d)
+        return found
+
+    def _detect(self, image, region) -> list[Detection]:
+        x0, y0, x1, y1 = region
+        res = self._detector.process({"image": np.ascontiguousarray(image[y0:y1, x0:x1])})
+        return _body_squares(res, x0, y0, x1 - x0, y1 - y0)
+
     def bind(self, updates, ended, time_s: float) -> None:
-        """After ``tracker.update``: each track keeps the landmarker that found it; ended tracks free theirs."""
+        """After ``tracker.update``: each track keeps the landmarker that found it; ended tracks, and new
+        people's passes that started no track, free theirs."""
         for u in updates:
             src = self._origin.get(id(u.detection))
             if src is not None and src != u.track_id:
                 self._regions.move(src, u.track_id)
-        for tid in ended:
+        for tid in [*ended, *(k for k in self._regions.keys() if k < 0)]:
             self._regions.release(tid, time_s)
 
     def close(self) -> None:
-        self._full.close()
+        self._detector.close()
         self._regions.close()
 
     def __enter__(self):
