@@ -1,26 +1,28 @@
-"""Every person in view, each with their own landmarks: MediaPipe's pose models on regions.
+"""Every person in view, each with their own landmarks: MediaPipe's pose models (in the wheel) on regions.
 
-The models come from the wheel (``pose_bundle``), so nothing is downloaded. Per frame:
+Per frame:
 
 - **Region passes.** Every open track gets a landmark pass on a square crop around the box the tracker
-  predicts for it (``CROP_SCALE`` x the box's longer side), by a Tasks ``PoseLandmarker`` of its own in
-  video mode (``num_poses=1``). The crop follows the person, so the landmarker's own frame-to-frame
-  tracking sees a nearly still person and runs its detector only when it has lost them; the person fills
-  the crop, so small people are as easy as large ones. Two people never share landmarks: each pass gives
-  one person, and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only the one
-  whose own track predicted that box is kept; the other landmarker is reset.
-- **Discovery.** New people are looked for every ``discover_s`` seconds (and on every frame while nobody
-  is tracked) by MediaPipe's pose *detector* alone (the wheel's ``PoseDetectionCpu`` graph: boxes, no
-  landmarks) on the whole frame. It sees a 224x224 copy of the frame and misses people under about a
-  quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are also searched in
-  overlapping tiles: all of them while nobody is tracked, one per discovery while discovery keeps
-  finding people, one every ``TILE_EVERY`` discoveries once everyone in view is tracked. A detection whose
-  centre lies in a tracked person's box costs nothing more; any other gets a landmark pass on its own
-  region, by a fresh landmarker that then stays with the new track.
+  predicts for it (``CROP_SCALE`` x the box's longer side), by a single-person MediaPipe ``Pose`` of its own
+  in tracking mode. The crop follows the person, so the landmarker's own frame-to-frame tracking sees a
+  nearly still person and runs its detector only when it has lost them; the person fills the crop, so
+  small people are as easy as large ones. Two people never share landmarks: each pass gives one person,
+  and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only the one whose own track
+  predicted that box is kept; the other landmarker is reset.
+- **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
+  graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
+  ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
+  frame for ``calm_s`` with nobody new. The detector sees a 224x224 copy of the frame and misses people
+  under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are also
+  searched in overlapping tiles: all of them while nobody is tracked, one per discovery, one every
+  ``TILE_EVERY`` discoveries once calm. A detection whose centre lies in a tracked person's box costs
+  nothing more; any other gets a landmark pass on its own region, by a fresh landmarker that then stays
+  with the new track.
 
-With one person in view the cost per frame is one landmark pass, like MediaPipe's single-person ``Pose``,
-plus a detector run per ``discover_s``. ``LandmarksInBoxes`` runs the same region passes inside the
-user's ``--boxes``, one landmarker per user id.
+With one person in view the cost per frame is one landmark pass, as with a single ``Pose`` on the whole
+frame, plus a detector run per ``calm_s``. ``LandmarksInBoxes`` runs the same region passes inside the
+user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
+models; the capture path no longer needs it: the single-person graph is faster per pass.)
 """
 
 from __future__ import annotations
@@ -73,24 +75,16 @@ def _import_mediapipe():
     return mediapipe
 
 
-def _landmarker(video: bool, num_poses: int = 1, min_detection: float = 0.5):
-    """A Tasks ``PoseLandmarker``, created and run once on a blank image with fd 2 silenced (its models load
-    and log then)."""
-    _import_mediapipe()
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    from tar_core.capture.pose_bundle import pose_bundle_path
-
-    mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
-    opts = vision.PoseLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(pose_bundle_path())), running_mode=mode, num_poses=num_poses,
-        min_pose_detection_confidence=min_detection, min_pose_presence_confidence=0.5, min_tracking_confidence=0.5,
-    )  # fmt: skip
+def _pose_landmarker():
+    """MediaPipe's single-person ``Pose`` in tracking mode (``model_complexity=1``, the model in the wheel),
+    created and run once on a blank image with fd 2 silenced (its models load and log then)."""
+    mp = _import_mediapipe()
     with quiet_native_stderr():
-        lm = vision.PoseLandmarker.create_from_options(opts)
-        blank = _mp_image(np.zeros((32, 32, 3), np.uint8))
-        lm.detect_for_video(blank, 0) if video else lm.detect(blank)
-    return lm
+        pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                                      enable_segmentation=False, min_detection_confidence=0.5,
+                                      min_tracking_confidence=0.5)
+        pose.process(np.zeros((32, 32, 3), np.uint8))
+    return pose
 
 
 def _pose_detector():
@@ -120,32 +114,16 @@ def _body_squares(result, x0: float, y0: float, sx: float, sy: float) -> list[De
     return out
 
 
-def _mp_image(rgb: np.ndarray):
-    import mediapipe as mp
-
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-
-
 def _to_landmarks(pose, world, x0: float, y0: float, sx: float, sy: float) -> Landmarks:
-    """One Tasks-API pose (normalised to an image region at (x0, y0) of size (sx, sy) pixels) -> Landmarks."""
+    """One pose (landmarks normalised to an image region at (x0, y0) of size (sx, sy) pixels) -> Landmarks."""
     a = np.array([(p.x, p.y, p.visibility if p.visibility is not None else 0.0) for p in pose], dtype=np.float64)
     xy = np.stack([x0 + a[:, 0] * sx, y0 + a[:, 1] * sy], axis=1)
     w = np.array([(p.x, p.y, p.z) for p in world], dtype=np.float64)
     return Landmarks(image_xy=xy, visibility=a[:, 2].clip(0.0, 1.0), world=w)
 
 
-def _detections(result, x0, y0, sx, sy, width, height) -> list[Detection]:
-    out = []
-    for pose, world in zip(result.pose_landmarks, result.pose_world_landmarks, strict=True):
-        lm = _to_landmarks(pose, world, x0, y0, sx, sy)
-        box = landmarks_box(lm, width, height)
-        if box is not None:
-            out.append(Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm))
-    return out
-
-
 def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE):
-    """A square crop around ``box`` (zero padded outside the image), scaled down to at most ``MAX_CROP``.
+    """A square crop around ``box`` (zero padded outside the image), scaled to ``MAX_CROP`` pixels.
     Returns (crop, x0, y0, side) or None when the square lies outside the image."""
     import cv2
 
@@ -160,30 +138,27 @@ def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE):
     crop = image[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + s, y0 + s):
         crop = cv2.copyMakeBorder(crop, iy0 - y0, y0 + s - iy1, ix0 - x0, x0 + s - ix1, cv2.BORDER_CONSTANT, value=0)
-    if s > MAX_CROP:
+    if s != MAX_CROP:
         crop = cv2.resize(crop, (MAX_CROP, MAX_CROP), interpolation=cv2.INTER_LINEAR)
     return crop, x0, y0, s
 
 
 class _RegionPasses:
-    """Video-mode landmarkers (one person each) keyed by a person's id, reused from a pool once released."""
+    """Landmarkers in tracking mode (one person each: MediaPipe's ``Pose``, the single-person graph) keyed by
+    a person's id, reused from a pool once released. Crops are always ``MAX_CROP`` pixels square, so each
+    landmarker's own tracking and smoothing work in one fixed frame that follows the person."""
 
     def __init__(self):
-        self._by_key: dict[int, list] = {}  # key -> [landmarker, last timestamp in ms]
-        self._pool: list[list] = []
+        self._by_key: dict[int, object] = {}
+        self._pool: list = []
         self._blank = np.zeros((32, 32, 3), np.uint8)
 
-    def _get(self, key: int) -> list:
-        slot = self._by_key.get(key)
-        if slot is None:
-            slot = self._pool.pop() if self._pool else [_landmarker(video=True), 0]
-            self._by_key[key] = slot
-        return slot
-
-    def _call(self, slot, image, time_s: float):
-        ts = max(slot[1] + 1, int(round(time_s * 1000.0)))
-        slot[1] = ts
-        return slot[0].detect_for_video(_mp_image(image), ts)
+    def _get(self, key: int):
+        pose = self._by_key.get(key)
+        if pose is None:
+            pose = self._pool.pop() if self._pool else _pose_landmarker()
+            self._by_key[key] = pose
+        return pose
 
     def run(self, key: int, image: np.ndarray, box: np.ndarray, time_s: float,
             scale: float = CROP_SCALE) -> Detection | None:
@@ -193,15 +168,18 @@ class _RegionPasses:
         if cut is None:
             return None
         crop, x0, y0, side = cut
-        res = self._call(self._get(key), crop, time_s)
-        dets = _detections(res, x0, y0, side, side, w, h)
-        return dets[0] if dets else None
+        res = self._get(key).process(crop)
+        if res.pose_landmarks is None:
+            return None
+        lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, side, side)
+        box = landmarks_box(lm, w, h)
+        return None if box is None else Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm)
 
     def reset(self, key: int, time_s: float) -> None:
         """Make ``key``'s landmarker forget whom it followed (a frame with nobody in it)."""
-        slot = self._by_key.get(key)
-        if slot is not None:
-            self._call(slot, self._blank, time_s)
+        pose = self._by_key.get(key)
+        if pose is not None:
+            pose.process(self._blank)
 
     def move(self, src: int, dst: int) -> None:
         """The landmarker of ``src`` now follows ``dst`` (the two swap if both have one)."""
@@ -213,16 +191,16 @@ class _RegionPasses:
 
     def release(self, key: int, time_s: float) -> None:
         self.reset(key, time_s)
-        slot = self._by_key.pop(key, None)
-        if slot is not None:
-            self._pool.append(slot)
+        pose = self._by_key.pop(key, None)
+        if pose is not None:
+            self._pool.append(pose)
 
     def keys(self) -> list[int]:
         return list(self._by_key)
 
     def close(self) -> None:
-        for slot in [*self._by_key.values(), *self._pool]:
-            slot[0].close()
+        for pose in [*self._by_key.values(), *self._pool]:
+            pose.close()
         self._by_key.clear()
         self._pool.clear()
 
@@ -254,27 +232,40 @@ class MultiPoseDetector:
     its landmarker.
     """
 
-    def __init__(self, fps: float = 30.0, discover_s: float = 0.25):
+    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0):
         fps = fps or 30.0
         self.discover_every = max(1, int(round(discover_s * fps)))
+        self.calm_every = max(self.discover_every, int(round(calm_s * fps)))
         self._detector = _pose_detector()
         self._regions = _RegionPasses()
         self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
-        self._n = self._tile = self._discoveries = 0
+        self._since = 1 << 30  # frames since the last discovery
+        self._calm = self._tile = self._discoveries = 0  # _calm: frames since the people in view last changed
+        self._last_ids: list[int] = []
         self._next_key = -1  # region passes on new people use negative keys until ``bind`` names the track
-        self._found_new = True
         self.stats = {"frames": 0, "region_passes": 0, "discovery_passes": 0, "tile_passes": 0,
                       "new_person_passes": 0}
 
     def detect(self, image: np.ndarray, frame_index: int, time_s: float, tracker) -> list[Detection]:
+        """Discovery runs every ``discover_s``; once every track has been found on each frame for ``calm_s``
+        (and discovery found nobody new), every ``calm_s``."""
         self._origin.clear()
         open_ids = tracker.open_track_ids
         predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
         self.stats["frames"] += 1
         dets = self._track_passes(image, time_s, tracker, predicted)
-        if not open_ids or self._n % self.discover_every == 0:
-            dets += self._new_people(image, time_s, predicted, dets)
-        self._n += 1
+        if len(dets) < len(open_ids) or open_ids != self._last_ids:
+            self._calm = 0
+        self._last_ids = open_ids
+        calm = self._calm >= self.calm_every
+        if not open_ids or self._since + 1 >= (self.calm_every if calm else self.discover_every):
+            new = self._new_people(image, time_s, predicted, dets, calm)
+            self._calm = 0 if new else self._calm
+            dets += new
+            self._since = 0
+        else:
+            self._since += 1
+        self._calm += 1
         return dets
 
     def _track_passes(self, image, time_s: float, tracker, predicted: dict) -> list[Detection]:
@@ -313,11 +304,11 @@ class MultiPoseDetector:
             dets.append(d)
         return dets
 
-    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection]) -> list[Detection]:
+    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool) -> list[Detection]:
         """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
         known = [*predicted.values(), *(d.box for d in dets)]
         out: list[Detection] = []
-        for cand in self._candidates(image, tracking=bool(predicted)):
+        for cand in self._candidates(image, bool(predicted), calm):
             centre = 0.5 * (cand.box[:2] + cand.box[2:])
             if any(k[0] <= centre[0] <= k[2] and k[1] <= centre[1] <= k[3] for k in known):
                 continue
@@ -331,10 +322,9 @@ class MultiPoseDetector:
             self._origin[id(d)] = key
             out.append(d)
             known.append(d.box)
-        self._found_new = bool(out)
         return out
 
-    def _candidates(self, image, tracking: bool) -> list[Detection]:
+    def _candidates(self, image, tracking: bool, calm: bool) -> list[Detection]:
         """The detector on the whole frame, plus tiles of large frames (see the module docstring)."""
         h, w = image.shape[:2]
         self.stats["discovery_passes"] += 1
@@ -344,7 +334,7 @@ class MultiPoseDetector:
             grid = tiles(w, h)
             if not tracking:
                 regions = grid
-            elif self._found_new or self._discoveries % TILE_EVERY == 0:
+            elif not calm or self._discoveries % TILE_EVERY == 0:
                 regions = [grid[self._tile % len(grid)]]
                 self._tile += 1
             self._discoveries += 1

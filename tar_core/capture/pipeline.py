@@ -36,6 +36,8 @@ from tar_core.util.stop import StopFlag
 
 __all__ = ["CaptureOptions", "capture"]
 
+MIN_TRACK_S = 0.25  # shorter tracks are blips (a false detection, a flicker at a crossing) and are dropped
+
 
 @dataclass
 class CaptureOptions:
@@ -82,10 +84,16 @@ def _intrinsics(opts: CaptureOptions, info) -> np.ndarray:
     return cam.intrinsics(focal, cam.default_principal_point(info.width, info.height))
 
 
+def _shortest_track(fps: float | None, n_frames: int) -> int:
+    """Frames a track needs to be kept: ``MIN_TRACK_S`` worth (at least 2), but never more than half the clip."""
+    want = max(2, int(round(MIN_TRACK_S * (fps or 30.0))))
+    return max(2, min(want, n_frames // 2))
+
+
 def _track(opts: CaptureOptions, reader, progress, stop, summary: dict, landmarks_in_boxes: bool = False,
            keep: dict | None = None) -> tuple[dict, dict]:
-    """Pass 1; drops one-frame blips. Raises NoFramesError / NoPersonError. ``keep`` (if given) receives the
-    first frame's image (``first_image``) for the people preview."""
+    """Pass 1; drops blips (tracks shorter than ``MIN_TRACK_S``). Raises NoFramesError / NoPersonError.
+    ``keep`` (if given) receives the first frame's image (``first_image``) for the people preview."""
     t0 = time.perf_counter()
     tracking = TrackingPass(progress, stop, boxes_file=opts.boxes, landmarks_in_boxes=landmarks_in_boxes)
     with reader:
@@ -97,7 +105,11 @@ def _track(opts: CaptureOptions, reader, progress, stop, summary: dict, landmark
         keep["first_image"] = tracking.first_image
     if n_frames == 0:
         raise NoFramesError(f"{opts.clip}: the clip has no frames")
-    tracks = {tid: t for tid, t in tracks.items() if len(t.frame_ids) >= 2}
+    shortest = _shortest_track(reader.info.fps, n_frames)
+    dropped = {str(tid): len(t.frame_ids) for tid, t in tracks.items() if len(t.frame_ids) < shortest}
+    tracks = {tid: t for tid, t in tracks.items() if len(t.frame_ids) >= shortest}
+    if dropped:
+        summary["dropped_short_tracks"] = dropped
     if not tracks:
         raise NoPersonError(f"{opts.clip}: no person found in {n_frames} frames")
     summary["tracks"] = {str(tid): len(t.frame_ids) for tid, t in tracks.items()}
