@@ -40,7 +40,7 @@ __all__ = ["LandmarksInBoxes", "MultiPoseDetector", "quiet_native_stderr"]
 
 CROP_SCALE = 1.7  # crop side / the person's longer box side
 DETECTION_SCALE = 1.25  # crop side / the side of the pose detector's body square (MediaPipe's own ROI)
-MAX_CROP = 384  # crops larger than this are scaled down before the landmark pass (its input is 256)
+CROP_STEP = 32  # crop sides are multiples of this many pixels
 DUPLICATE_IOU = 0.5
 TILE_MIN_SIDE = 640
 TILE_EVERY = 2
@@ -54,8 +54,9 @@ node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream:
 
 @contextlib.contextmanager
 def quiet_native_stderr():
-    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ code (glog, absl, TFLite) logs
-    there directly, past ``sys.stderr``."""
+    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ code (absl logging, TFLite) writes
+    there directly, past ``sys.stderr``, and ignores ``GLOG_minloglevel``; some lines come at the first
+    frame with a person, so every call into MediaPipe runs inside this."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -123,30 +124,28 @@ def _to_landmarks(pose, world, x0: float, y0: float, sx: float, sy: float) -> La
 
 
 def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE):
-    """A square crop around ``box`` (zero padded outside the image), scaled to ``MAX_CROP`` pixels.
-    Returns (crop, x0, y0, side) or None when the square lies outside the image."""
+    """A square crop around ``box`` (zero padded outside the image) at the image's own resolution (a second
+    resampling before the landmark model's own costs accuracy), its side a multiple of ``CROP_STEP`` so it
+    changes size seldom. Returns (crop, x0, y0, side) or None when the square lies outside the image."""
     import cv2
 
     h, w = image.shape[:2]
     cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
-    side = max(32.0, scale * max(box[2] - box[0], box[3] - box[1]))
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = int(round(side))
+    s = CROP_STEP * max(2, int(round(scale * max(box[2] - box[0], box[3] - box[1]) / CROP_STEP)))
+    x0, y0 = int(round(cx - s / 2)), int(round(cy - s / 2))
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
     if ix1 - ix0 < 0.3 * s or iy1 - iy0 < 0.3 * s:
         return None
     crop = image[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + s, y0 + s):
         crop = cv2.copyMakeBorder(crop, iy0 - y0, y0 + s - iy1, ix0 - x0, x0 + s - ix1, cv2.BORDER_CONSTANT, value=0)
-    if s != MAX_CROP:
-        crop = cv2.resize(crop, (MAX_CROP, MAX_CROP), interpolation=cv2.INTER_LINEAR)
-    return crop, x0, y0, s
+    return np.ascontiguousarray(crop), x0, y0, s
 
 
 class _RegionPasses:
     """Landmarkers in tracking mode (one person each: MediaPipe's ``Pose``, the single-person graph) keyed by
-    a person's id, reused from a pool once released. Crops are always ``MAX_CROP`` pixels square, so each
-    landmarker's own tracking and smoothing work in one fixed frame that follows the person."""
+    a person's id, reused from a pool once released. Each landmarker's own tracking and smoothing work in the
+    frame of its crop, which follows the person."""
 
     def __init__(self):
         self._by_key: dict[int, object] = {}
@@ -168,7 +167,9 @@ class _RegionPasses:
         if cut is None:
             return None
         crop, x0, y0, side = cut
-        res = self._get(key).process(crop)
+        pose = self._get(key)
+        with quiet_native_stderr():
+            res = pose.process(crop)
         if res.pose_landmarks is None:
             return None
         lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, side, side)
@@ -179,7 +180,8 @@ class _RegionPasses:
         """Make ``key``'s landmarker forget whom it followed (a frame with nobody in it)."""
         pose = self._by_key.get(key)
         if pose is not None:
-            pose.process(self._blank)
+            with quiet_native_stderr():
+                pose.process(self._blank)
 
     def move(self, src: int, dst: int) -> None:
         """The landmarker of ``src`` now follows ``dst`` (the two swap if both have one)."""
@@ -349,7 +351,8 @@ class MultiPoseDetector:
 
     def _detect(self, image, region) -> list[Detection]:
         x0, y0, x1, y1 = region
-        res = self._detector.process({"image": np.ascontiguousarray(image[y0:y1, x0:x1])})
+        with quiet_native_stderr():
+            res = self._detector.process({"image": np.ascontiguousarray(image[y0:y1, x0:x1])})
         return _body_squares(res, x0, y0, x1 - x0, y1 - y0)
 
     def bind(self, updates, ended, time_s: float) -> None:

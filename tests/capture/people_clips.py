@@ -109,12 +109,19 @@ def make_clip(path: Path, people: list[Person], width: int) -> tuple[list[Person
     return truths, fps
 
 
-def two_people_crossing(path: Path, length: int = 96):
-    """768x288: A walks left to right, B right to left in front of A; they cross mid-clip."""
+CROSSING_WIDTH = 768
+
+
+def crossing_people(length: int = 96) -> list[Person]:
+    """A walks left to right, B right to left in front of A; they cross mid-clip."""
     x = np.linspace(-120, 480, length)
-    people = [Person(ping_pong(72, length), np.stack([x, np.zeros(length)], 1)),
-              Person(ping_pong(72, length, 40), np.stack([x[::-1], np.zeros(length)], 1))]
-    return make_clip(path, people, 768)
+    return [Person(ping_pong(72, length), np.stack([x, np.zeros(length)], 1)),
+            Person(ping_pong(72, length, 40), np.stack([x[::-1], np.zeros(length)], 1))]
+
+
+def two_people_crossing(path: Path, length: int = 96):
+    """768x288: ``crossing_people``."""
+    return make_clip(path, crossing_people(length), CROSSING_WIDTH)
 
 
 def three_people(path: Path, length: int = 120):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from people_clips import score_tracks, three_people, two_people_crossing
+from people_clips import CROSSING_WIDTH, crossing_people, make_clip, score_tracks, three_people, two_people_crossing
 
 from tar_core.capture.people import parse_person, select_people
 from tar_core.capture.tracks import TrackData
@@ -108,6 +108,42 @@ def test_three_people_crossing_and_one_leaving(tmp_path):
     # The one who leaves for about a second: found again when back (possibly under a new id).
     assert c["frames_in_view"] < len(truths[2].visible)
     assert c["coverage"] >= 0.5, result
+
+
+def _capture_2d(clip, out, truths):
+    """``capture`` on a clip; per true person, their fitted 2D joints by frame (NaN where not fitted)."""
+    res = cli("capture", clip, "-o", out)
+    assert res.returncode == 0, res.stderr
+    motions = {int(p.stem.split("_")[1]): read_motion(p) for p in out.glob("person_*.npz")}
+    tracks = {tid: (m.frame_ids, m.bbox_xyxy) for tid, m in motions.items()}
+    joints = []
+    for truth, r in zip(truths, score_tracks(tracks, truths, in_view=0.75), strict=True):
+        j = np.full(truth.joints_2d.shape, np.nan)
+        if r["track"] in motions:
+            m = motions[r["track"]]
+            j[m.frame_ids] = m.joints_2d
+        joints.append(j)
+    return joints
+
+
+@pytest.mark.slow
+def test_each_person_is_fitted_as_well_as_alone(tmp_path):
+    """Two people crossing: each person's 2D joint error, on the frames where they are fully in view, is within
+    1 px of the error of the same motion fitted with that person alone in the clip."""
+    people = crossing_people()
+    truths, _ = make_clip(tmp_path / "both.mp4", people, CROSSING_WIDTH)
+    both = _capture_2d(tmp_path / "both.mp4", tmp_path / "both", truths)
+    limbs = [16, 17, 18, 19, 20, 21, 1, 2, 4, 5, 7, 8]
+    for k, person in enumerate(people):
+        clip = tmp_path / f"alone{k}.mp4"
+        alone_truth, _ = make_clip(clip, [person], CROSSING_WIDTH)
+        (alone,) = _capture_2d(clip, tmp_path / f"alone{k}", alone_truth)
+        frames = truths[k].visible >= 0.99
+        gt = truths[k].joints_2d[frames][:, limbs]
+        err_both = np.linalg.norm(both[k][frames][:, limbs] - gt, axis=-1)
+        err_alone = np.linalg.norm(alone[frames][:, limbs] - gt, axis=-1)
+        assert not np.isnan(err_both).any() and not np.isnan(err_alone).any()
+        assert frames.sum() >= 30 and err_both.mean() <= err_alone.mean() + 1.0, (k, err_both.mean(), err_alone.mean())
 
 
 @pytest.fixture(scope="module")
