@@ -41,6 +41,7 @@ __all__ = ["LandmarksInBoxes", "MultiPoseDetector", "quiet_native_stderr"]
 CROP_SCALE = 1.7  # crop side / the person's longer box side
 DETECTION_SCALE = 1.25  # crop side / the side of the pose detector's body square (MediaPipe's own ROI)
 CROP_STEP = 32  # crop sides are multiples of this many pixels
+MAX_CROP = 640  # wider crops come from the image shrunk by a whole factor
 DUPLICATE_IOU = 0.5
 TILE_MIN_SIDE = 640
 TILE_EVERY = 2
@@ -123,23 +124,30 @@ def _to_landmarks(pose, world, x0: float, y0: float, sx: float, sy: float) -> La
     return Landmarks(image_xy=xy, visibility=a[:, 2].clip(0.0, 1.0), world=w)
 
 
-def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE):
-    """A square crop around ``box`` (zero padded outside the image) at the image's own resolution (a second
-    resampling before the landmark model's own costs accuracy), its side a multiple of ``CROP_STEP`` so it
-    changes size seldom. Returns (crop, x0, y0, side) or None when the square lies outside the image."""
+def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, shrunk=None):
+    """A square crop around ``box`` (``scale`` x its longer side, in ``CROP_STEP`` steps so it changes size
+    seldom), zero padded outside the image. Squares wider than ``MAX_CROP`` are cut from the image shrunk
+    by a whole factor k (exact k x k pixel means, so coordinates just scale by k): one resampling only,
+    as a second one before the landmark model's own costs accuracy. ``shrunk(k)`` may supply (and cache)
+    the shrunk image. Returns (crop, x0, y0, side) in the image's pixels, or None when too little of the
+    square lies inside the image."""
     import cv2
 
-    h, w = image.shape[:2]
-    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
     s = CROP_STEP * max(2, int(round(scale * max(box[2] - box[0], box[3] - box[1]) / CROP_STEP)))
-    x0, y0 = int(round(cx - s / 2)), int(round(cy - s / 2))
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
-    if ix1 - ix0 < 0.3 * s or iy1 - iy0 < 0.3 * s:
+    k = max(1, int(np.ceil(s / MAX_CROP)))
+    if k > 1:
+        image = shrunk(k) if shrunk else cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
+    h, w = image.shape[:2]
+    c = 0.5 * (box[:2] + box[2:]) / k
+    sk = int(np.ceil(s / k))
+    x0, y0 = int(round(c[0] - sk / 2)), int(round(c[1] - sk / 2))
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + sk, w), min(y0 + sk, h)
+    if ix1 - ix0 < 0.3 * sk or iy1 - iy0 < 0.3 * sk:
         return None
     crop = image[iy0:iy1, ix0:ix1]
-    if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + s, y0 + s):
-        crop = cv2.copyMakeBorder(crop, iy0 - y0, y0 + s - iy1, ix0 - x0, x0 + s - ix1, cv2.BORDER_CONSTANT, value=0)
-    return np.ascontiguousarray(crop), x0, y0, s
+    if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + sk, y0 + sk):
+        crop = cv2.copyMakeBorder(crop, iy0 - y0, y0 + sk - iy1, ix0 - x0, x0 + sk - ix1, cv2.BORDER_CONSTANT, value=0)
+    return np.ascontiguousarray(crop), k * x0, k * y0, k * sk
 
 
 class _RegionPasses:
@@ -151,6 +159,14 @@ class _RegionPasses:
         self._by_key: dict[int, object] = {}
         self._pool: list = []
         self._blank = np.zeros((32, 32, 3), np.uint8)
+        self._small: tuple = (None, 0, None)  # (image, k, the image shrunk by k): one per frame and factor
+
+    def _shrunk(self, image: np.ndarray, k: int) -> np.ndarray:
+        import cv2
+
+        if self._small[0] is not image or self._small[1] != k:
+            self._small = (image, k, cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA))
+        return self._small[2]
 
     def _get(self, key: int):
         pose = self._by_key.get(key)
@@ -163,7 +179,7 @@ class _RegionPasses:
             scale: float = CROP_SCALE) -> Detection | None:
         """The landmark pass for ``key`` on a crop around ``box``; None when it finds nobody there."""
         h, w = image.shape[:2]
-        cut = crop_square(image, box, scale)
+        cut = crop_square(image, box, scale, lambda k: self._shrunk(image, k))
         if cut is None:
             return None
         crop, x0, y0, side = cut
