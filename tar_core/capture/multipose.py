@@ -14,10 +14,10 @@ Per frame:
   ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
   frame for ``calm_s`` with nobody new. The detector sees a 224x224 copy of the frame and misses people
   under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are also
-  searched in overlapping tiles: all of them while nobody is tracked, one per discovery, one every
-  ``TILE_EVERY`` discoveries once calm. A detection whose centre lies in a tracked person's box costs
-  nothing more; any other gets a landmark pass on its own region, by a fresh landmarker that then stays
-  with the new track.
+  searched in overlapping tiles: all of them while nobody is tracked, else one per discovery, one every
+  ``TILE_EVERY`` discoveries once calm. A detection whose hips lie near
+  the centre of a person found on this frame by the region passes costs nothing more; any other gets a
+  landmark pass on its own region, by a fresh landmarker that then stays with the new track.
 
 With one person in view the cost per frame is one landmark pass, as with a single ``Pose`` on the whole
 frame, plus a detector run per ``calm_s``. ``LandmarksInBoxes`` runs the same region passes inside the
@@ -242,6 +242,14 @@ def _starts(length: int, side: int) -> list[int]:
     return [int(round(v)) for v in np.linspace(0, length - side, n)]
 
 
+def _same_person(square: np.ndarray, box: np.ndarray) -> bool:
+    """Whether a detector square (centred on the hips) belongs to the person found in ``box``: the hips lie
+    near the box's centre (a person's box centre is about at the hips)."""
+    d = np.abs(0.5 * (square[:2] + square[2:]) - 0.5 * (box[:2] + box[2:]))
+    h = box[3] - box[1]
+    return bool(d[0] < 0.15 * h and d[1] < 0.25 * h)
+
+
 class MultiPoseDetector:
     """Finds every person per frame, each with landmarks from a pass on their own region.
 
@@ -324,11 +332,10 @@ class MultiPoseDetector:
 
     def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool) -> list[Detection]:
         """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
-        known = [*predicted.values(), *(d.box for d in dets)]
+        known = [d.box for d in dets]
         out: list[Detection] = []
         for cand in self._candidates(image, bool(predicted), calm):
-            centre = 0.5 * (cand.box[:2] + cand.box[2:])
-            if any(k[0] <= centre[0] <= k[2] and k[1] <= centre[1] <= k[3] for k in known):
+            if any(_same_person(cand.box, k) for k in known):
                 continue
             key, self._next_key = self._next_key, self._next_key - 1
             self.stats["new_person_passes"] += 1
