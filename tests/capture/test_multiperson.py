@@ -105,9 +105,9 @@ def test_three_people_crossing_and_one_leaving(tmp_path):
     a, b, c = result
     assert a["track"] != b["track"] and a["switches"] == 0 and b["switches"] == 0, result
     assert a["coverage"] >= 0.95 and b["coverage"] >= 0.95, result
-    # The one who leaves for about a second: found again when back (possibly under a new id).
+    # The one who leaves through the frame's edge for about a second keeps their id when back.
     assert c["frames_in_view"] < len(truths[2].visible)
-    assert c["coverage"] >= 0.5, result
+    assert c["coverage"] >= 0.9 and c["switches"] == 0, result
 
 
 def _capture_2d(clip, out, truths):
