@@ -109,7 +109,8 @@ def _engine_settings(context, clip: str) -> dict:
         focal = round(focal_mm_to_pixels(s.focal_mm, width, height), 3)
     return {"engine": engine, "checkpoint": checkpoint,
             "body": bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else "",
-            "device": prefs.device if prefs else "auto", "focal": focal, "max_people": s.max_people}
+            "device": prefs.device if prefs else "auto", "focal": focal, "max_people": s.max_people,
+            "person": s.person.strip()}
 
 
 def _clip_size(clip: str) -> tuple[int, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from .logic.engine import people_preview
 from .operators import _ACTIVE
 from .preferences import _SETUP, addon_prefs, draw_engine_status, engine_configured
 
@@ -27,6 +28,10 @@ class TAR_PT_capture(bpy.types.Panel):
         row.prop(s, "focal_mode", text="Focal")
         if s.focal_mode == "MM":
             row.prop(s, "focal_mm", text="")
+        col.prop(s, "person", text="Person (empty: all)")
+        picks = people_preview(bpy.path.abspath(s.output_dir)) if s.output_dir else []
+        if picks:
+            col.label(text="Preview: people " + ", ".join(str(p["id"]) for p in picks), icon="INFO")
         col.prop(s, "with_mesh")
         col.prop(s, "smoothing")
         col = layout.column(align=True)

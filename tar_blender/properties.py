@@ -33,6 +33,9 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
     focal_mm: FloatProperty(name="Focal Length (35 mm eq.)", default=35.0, min=1.0, soft_min=8.0,  # type: ignore
                             soft_max=300.0, subtype="DISTANCE_CAMERA", unit="CAMERA",
                             description="35 mm-equivalent focal length of the camera that filmed the clip")
+    person: StringProperty(name="Person", default="",  # type: ignore
+                           description="Empty: all people. Else one person: an id from the people preview "
+                                       "(people.png in the output folder) or X,Y, a point on them in the first frame")
     with_mesh: BoolProperty(name="Body Mesh", default=True)  # type: ignore
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, soft_max=8.0,  # type: ignore
                              description="Zero-phase filter width in frames (Gaussian sigma) applied to a copy of "

@@ -42,8 +42,11 @@ def parse_event(line: str) -> dict | None:
 
 
 def capture_command(python: str, clip: str, out_dir: str, engine: str = "auto", checkpoint: str = "",
-                    body: str = "", device: str = "auto", focal: float = 0.0, max_people: int = 0) -> list[str]:
-    """The engine's command line for one capture with JSON-line progress."""
+                    body: str = "", device: str = "auto", focal: float = 0.0, max_people: int = 0,
+                    person: str = "", list_people: bool = False) -> list[str]:
+    """The engine's command line for one capture with JSON-line progress. ``person``: empty for all people,
+    else an id from the people preview or "X,Y" (a point on the person's first frame); ``list_people``:
+    the dry run that writes that preview (people.png, people.json) into ``out_dir``."""
     absolute = os.path.abspath  # the engine runs in its own folder (see EngineRun)
     cmd = [python, "-m", "tar_core", "capture", absolute(clip), "-o", absolute(out_dir), "--progress", "jsonl",
            "--device", device]
@@ -57,7 +60,21 @@ def capture_command(python: str, clip: str, out_dir: str, engine: str = "auto", 
         cmd += ["--focal", f"{focal:g}"]
     if max_people and max_people > 0:
         cmd += ["--max-people", str(int(max_people))]
+    if person and person.strip():
+        cmd += ["--person", person.strip().replace(" ", "")]
+    if list_people:
+        cmd += ["--list-people"]
     return cmd
+
+
+def people_preview(out_dir: str) -> list[dict]:
+    """The people listed by a ``--list-people`` run in ``out_dir`` (``people.json``), or [] if none."""
+    try:
+        with open(os.path.join(out_dir, "people.json"), encoding="utf-8") as fh:
+            people = json.load(fh).get("people", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [p for p in people if isinstance(p, dict) and isinstance(p.get("id"), int)]
 
 
 class EngineRun:

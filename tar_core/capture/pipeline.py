@@ -2,7 +2,9 @@
 
 The steps, each streaming frames (the clip is never held in memory):
 1. open the clip and the body model, build the engine (a bad checkpoint fails before any decoding);
-2. ``TrackingPass`` (capture.tracks): person detection (MediaPipe, or the user's boxes) and tracking;
+2. ``TrackingPass`` (capture.tracks): person detection (every person, capture.multipose; or the user's
+   boxes) and tracking; then the people asked for (``--person``, ``--max-people``; capture.people).
+   ``--list-people`` stops here and writes ``people.png`` + ``people.json``;
 3. the engine's ``run`` (capture.engines): one motion file per track through ``MotionWriter``.
 The output folder is locked for the run and the previous run's files are moved aside first
 (capture.output_folder); ``summary.json`` is written at the start (``"completed": false``, the run marker)
@@ -27,6 +29,7 @@ from tar_core.body_model import load_body_model
 from tar_core.capture.engines import build_engine, resolve_engine_name
 from tar_core.capture.engines.base import EngineJob
 from tar_core.capture.output_folder import OutputFolder
+from tar_core.capture.people import parse_person, select_people, write_preview
 from tar_core.capture.tracks import TrackingPass
 from tar_core.capture.video import VideoReader
 from tar_core.capture.writer import MotionWriter
@@ -36,6 +39,8 @@ from tar_core.util.atomic import atomic_path
 from tar_core.util.stop import StopFlag
 
 __all__ = ["CaptureOptions", "capture"]
+
+MIN_TRACK_S = 0.25  # shorter tracks are blips (a false detection, a flicker at a crossing) and are dropped
 
 
 @dataclass
@@ -53,6 +58,8 @@ class CaptureOptions:
     boxes: str | None = None
     fps: float | None = None  # for image folders
     batch_windows: int = 8
+    person: str | None = None  # "X,Y" (a point on the person's first frame) or "ID"; None: everyone
+    list_people: bool = False  # dry run: track, write people.png + people.json, no motion files
 
 
 MAX_FOCAL = 1e6  # pixels: a focal length beyond this is a typo, not a lens
@@ -104,10 +111,18 @@ def _intrinsics(opts: CaptureOptions, info) -> tuple[np.ndarray, str]:
     return cam.intrinsics(focal, cam.default_principal_point(info.width, info.height)), source
 
 
-def _track(opts: CaptureOptions, reader, progress, stop, summary: dict) -> tuple[dict, dict]:
-    """Pass 1; drops one-frame blips. Raises NoFramesError / NoPersonError."""
+def _shortest_track(fps: float | None, n_frames: int) -> int:
+    """Frames a track needs to be kept: ``MIN_TRACK_S`` worth (at least 2), but never more than half the clip."""
+    want = max(2, int(round(MIN_TRACK_S * (fps or 30.0))))
+    return max(2, min(want, n_frames // 2))
+
+
+def _track(opts: CaptureOptions, reader, progress, stop, summary: dict, landmarks_in_boxes: bool = False,
+           keep: dict | None = None) -> tuple[dict, dict]:
+    """Pass 1; drops blips (tracks shorter than ``MIN_TRACK_S``). Raises NoFramesError / NoPersonError.
+    ``keep`` (if given) receives the first frame's image (``first_image``) for the people preview."""
     t0 = time.perf_counter()
-    tracking = TrackingPass(progress, stop, boxes_file=opts.boxes, max_people=opts.max_people)
+    tracking = TrackingPass(progress, stop, boxes_file=opts.boxes, landmarks_in_boxes=landmarks_in_boxes)
     try:
         with reader:
             tracks, n_frames = tracking.run(reader)
@@ -117,14 +132,38 @@ def _track(opts: CaptureOptions, reader, progress, stop, summary: dict) -> tuple
             summary["skipped_examples"] = reader.skipped_examples
     summary["timings_s"]["tracking"] = time.perf_counter() - t0
     summary["timings_s"]["detection"] = tracking.detect_s
+    summary["detector"] = tracking.detector_stats
+    if keep is not None:
+        keep["first_image"] = tracking.first_image
     stop.check()  # a signal during the last frame
     if n_frames == 0:
         raise NoFramesError(f"{opts.clip}: the clip has no frames")
-    tracks = {tid: t for tid, t in tracks.items() if len(t.frame_ids) >= 2}
+    shortest = _shortest_track(reader.info.fps, n_frames)
+    dropped = {str(tid): len(t.frame_ids) for tid, t in tracks.items() if len(t.frame_ids) < shortest}
+    tracks = {tid: t for tid, t in tracks.items() if len(t.frame_ids) >= shortest}
+    if dropped:
+        summary["dropped_short_tracks"] = dropped
     if not tracks:
         raise NoPersonError(f"{opts.clip}: no person found in {n_frames} frames")
     summary["tracks"] = {str(tid): len(t.frame_ids) for tid, t in tracks.items()}
     return tracks, tracking.frame_times
+
+
+def _select_people(opts: CaptureOptions, tracks: dict, summary: dict) -> dict:
+    """The people the user asked for (``--person``, ``--max-people``); NoPersonError when a pick finds nobody."""
+    chosen = select_people(tracks, parse_person(opts.person), opts.max_people)
+    summary["tracks"] = {str(tid): len(t.frame_ids) for tid, t in chosen.items()}
+    return chosen
+
+
+def _list_people(opts: CaptureOptions, reader, progress, stop, summary: dict, out_dir: Path) -> dict:
+    """``--list-people``: track only, then ``people.png`` + ``people.json`` in the output folder."""
+    keep: dict = {}
+    tracks, _ = _track(opts, reader, progress, stop, summary, keep=keep)
+    info = write_preview(out_dir, tracks, keep.get("first_image"))
+    summary["people_preview"] = info
+    summary["completed"] = True
+    return summary
 
 
 def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dict:
@@ -147,6 +186,9 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         reader = VideoReader(opts.clip, fps=opts.fps, stop=stop)
         info = reader.info
         summary["video"] = asdict(info)
+        parse_person(opts.person)  # a malformed --person fails before any work
+        if opts.list_people:
+            return _list_people(opts, reader, progress, stop, summary, out_dir)
         K, focal_source = _intrinsics(opts, info)
         body = load_body_model(opts.body)
         summary["body_model"] = body.describe()
@@ -156,7 +198,9 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         progress.emit("start", clip=str(opts.clip), engine=engine_name, frames=info.frame_count,
                       width=info.width, height=info.height, fps=info.fps, body_model=body.describe())
         writer = MotionWriter(out_dir, info, K, body, engine_name, _provenance(opts, engine, body, info), progress)
-        tracks, frame_times = _track(opts, reader, progress, stop, summary)
+        tracks, frame_times = _track(opts, reader, progress, stop, summary,
+                                     landmarks_in_boxes=engine.name == "keypoints")
+        tracks = _select_people(opts, tracks, summary)
         t1 = time.perf_counter()
         engine.run(EngineJob(clip=opts.clip, fps=opts.fps, tracks=tracks, frame_times=frame_times, K=K, body=body,
                              writer=writer, progress=progress, stop=stop, focal_source=focal_source))

@@ -7,7 +7,8 @@ Tracking
     seen at the previous call first, then tracks waiting out a miss, on what is left. Every
     track carries a constant-velocity model of its box centre, so two people crossing paths are told
     apart by where each was heading. A track missed for up to ``max_missed`` frames keeps its id when it
-    is re-found: the new box must overlap the box its motion model predicts, or its last known box.
+    is re-found: the new box must overlap the box its motion model predicts, or its last known box, or lie
+    mostly inside that last box grown by a quarter (a person coming back where they left the frame).
     A track that has gone unseen for more than ``max_missed`` frames ends (``update`` reports it at the
     first frame where that is true) and is never revived; a person found after that gets a new id.
 
@@ -111,6 +112,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0.0, inter / union, 0.0)
     return iou
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of each box of a (N, 4) that lies inside each box of b (M, 4); (N, M)."""
+    ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix1 - ix0, 0.0, None) * np.clip(iy1 - iy0, 0.0, None)
+    area = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    return inter / np.maximum(area[:, None], 1e-9)
 
 
 def _centre(box: np.ndarray) -> np.ndarray:
@@ -237,6 +249,10 @@ class Tracker:
         self._next_id += 1
         return tid
 
+    def last_frame(self, track_id: int) -> int:
+        """Frame index at which an open track was last matched."""
+        return self._tracks[track_id].frame
+
     def predict(self, track_id: int, frame_index: int, time: float) -> np.ndarray:
         """Box of an open track predicted by its constant-velocity model at a later frame."""
         return self._predict(self._tracks[track_id], frame_index, time)
@@ -273,7 +289,14 @@ class Tracker:
         predicted = np.stack([self._predict(t, frame_index, time) for t in tracks])
         scores = box_iou(predicted, boxes)
         if missed:  # a track re-found after a miss may also match where it was last seen (the person stopped)
-            scores = np.maximum(scores, box_iou(np.stack([t.box for t in tracks]), boxes))
+            last = np.stack([t.box for t in tracks])
+            scores = np.maximum(scores, box_iou(last, boxes))
+            # ... or come back near there (a short exit through the frame's edge, where the last box was cut):
+            # a new box lying mostly inside the last box grown by a quarter of its size on every side just
+            # passes the gate.
+            grown = last + 0.25 * np.concatenate([last[:, :2] - last[:, 2:], last[:, 2:] - last[:, :2]], axis=1)
+            inside = _inside(boxes, grown)  # (dets, tracks)
+            scores = np.maximum(scores, np.where(inside.T >= 0.6, self.iou_threshold, 0.0))
         return scores
 
     def _assign(self, tid: int, frame_index: int, time: float, det: Detection) -> TrackUpdate:

@@ -26,13 +26,19 @@ class TrackData:
 
 
 class TrackingPass:
-    """Detect (MediaPipe, or the user's boxes) and track every person; ``frame_times`` keeps every frame's time."""
+    """Detect (every person, ``multipose``; or the user's boxes) and track them; ``frame_times`` keeps every
+    frame's time. ``landmarks_in_boxes``: with user boxes, also run a landmark pass inside each box (the
+    keypoints engine needs landmarks). ``first_image`` keeps the first frame for the people preview."""
 
-    def __init__(self, progress, stop, boxes_file: str | None = None, max_people: int = 0):
+    def __init__(self, progress, stop, boxes_file: str | None = None, max_people: int = 0,
+                 landmarks_in_boxes: bool = False):
         self.progress, self.stop = progress, stop
         self.boxes_file, self.max_people = boxes_file, max_people
+        self.landmarks_in_boxes = landmarks_in_boxes
         self.frame_times: dict[int, float] = {}  # every frame's time, for bridging short gaps
         self.detect_s = 0.0  # seconds spent in the person detector
+        self.first_image: np.ndarray | None = None
+        self.detector_stats: dict = {}
 
     def _user_boxes(self, image_size: tuple[int, int]) -> dict | None:
         if not self.boxes_file:
@@ -46,11 +52,15 @@ class TrackingPass:
 
     def run(self, reader) -> tuple[dict[int, TrackData], int]:
         user_boxes = self._user_boxes((reader.info.width, reader.info.height))
-        detector = None
+        detector = in_boxes = None
         if user_boxes is None:
-            from tar_core.capture.detection import PoseDetector
+            from tar_core.capture.multipose import MultiPoseDetector
 
-            detector = PoseDetector()
+            detector = MultiPoseDetector(fps=reader.info.fps or 30.0)
+        elif self.landmarks_in_boxes:
+            from tar_core.capture.multipose import LandmarksInBoxes
+
+            in_boxes = LandmarksInBoxes()
         # A person may leave the frame for up to 1.5 s and keep their id.
         max_missed = max(3, int(round(1.5 * (reader.info.fps or 30.0))))
         tracker = Tracker(max_missed=max_missed, max_tracks=self.max_people)
@@ -61,10 +71,19 @@ class TrackingPass:
             for frame in reader:
                 self.stop.check()
                 self.frame_times[frame.index] = frame.time
+                if self.first_image is None:
+                    self.first_image = frame.image.copy()
                 t0 = time.perf_counter()
-                dets = user_boxes.get(frame.index, []) if user_boxes is not None else detector(frame.image)
+                if user_boxes is not None:
+                    dets = user_boxes.get(frame.index, [])
+                    if in_boxes is not None and dets:
+                        dets = in_boxes(frame.image, frame.time, dets)
+                else:
+                    dets = detector.detect(frame.image, frame.index, frame.time, tracker)
                 self.detect_s += time.perf_counter() - t0
-                updates, _ = tracker.update(frame.index, frame.time, dets)
+                updates, ended = tracker.update(frame.index, frame.time, dets)
+                if detector is not None:
+                    detector.bind(updates, ended, frame.time)
                 for u in updates:
                     t = tracks.setdefault(u.track_id, TrackData(u.track_id))
                     t.frame_ids.append(frame.index)
@@ -76,5 +95,8 @@ class TrackingPass:
                 self.progress.progress("tracking", n, total)
         finally:
             if detector is not None:
+                self.detector_stats = dict(detector.stats)
                 detector.close()
+            if in_boxes is not None:
+                in_boxes.close()
         return tracks, n

@@ -23,7 +23,13 @@ def register(sub) -> None:
     p.add_argument("--fov", type=float, default=None, help="field of view in degrees across the longer image side")
     p.add_argument("--focal-35mm", type=float, default=None, help="35 mm-equivalent focal length in mm (as phones "
                                                                    "report it)")
-    p.add_argument("--max-people", type=int, default=0, help="0 = everyone tracked")
+    p.add_argument("--max-people", type=int, default=0, help="keep the N largest people (0 = everyone tracked)")
+    p.add_argument("--person", default=None,
+                   help="only this person: X,Y (a point on the first frame where they are visible) or an id "
+                        "from --list-people")
+    p.add_argument("--list-people", action="store_true",
+                   help="dry run: track, then write people.png (first frame, numbered boxes) and people.json "
+                        "(ids, frame ranges) into the output folder")
     p.add_argument("--boxes", default=None, help="JSON: frame -> list of [x0,y0,x1,y1] or with ids")
     p.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 30)")
     p.add_argument("--progress", choices=["jsonl", "bar"], default="bar",
@@ -37,6 +43,12 @@ def run(args, stop) -> int:
 
     progress = Progress(jsonl=args.progress == "jsonl")
     summary = capture(CaptureOptions(**keywords(args, CaptureOptions)), progress, stop)
+    if args.list_people:
+        people = summary["people_preview"]["people"]
+        progress.emit("people", people=people, out_dir=str(args.output))
+        if not args.progress == "jsonl":
+            for p in people:
+                print(f"person {p['id']}: frames {p['first_frame']}-{p['last_frame']}, first box {p['first_box']}")
     progress.emit("done", completed=True, people=len(summary["people"]), out_dir=str(args.output),
                   timings_s=summary["timings_s"])
     return 0

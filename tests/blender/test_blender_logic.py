@@ -641,6 +641,10 @@ def test_capture_command_defaults():
         ({"focal": 1000.0}, ["--focal", "1000"]),
         ({"focal": 1234.5}, ["--focal", "1234.5"]),
         ({"max_people": 2}, ["--max-people", "2"]),
+        ({"person": ""}, []),
+        ({"person": " 3 "}, ["--person", "3"]),
+        ({"person": "120, 80"}, ["--person", "120,80"]),
+        ({"list_people": True}, ["--list-people"]),
         ({"engine": "keypoints", "checkpoint": "c.pt", "body": "b.npz", "focal": 800.25, "max_people": 3},
          ["--engine", "keypoints", "--checkpoint", "/w/c.pt", "--body", "/w/b.npz", "--focal", "800.25",
           "--max-people", "3"]),
@@ -665,6 +669,8 @@ def test_capture_command_is_accepted_by_the_engine_cli():
     assert (args.command, args.clip, args.output, args.progress) == ("capture", "/c/clip.mp4", "/o", "jsonl")
     assert (args.engine, args.checkpoint, args.body, args.device) == ("tar", "/ck.pt", "/b.npz", "cuda")
     assert (args.focal, args.max_people) == (912.5, 2)
+    args = build_parser().parse_args(capture_command("py", "clip.mp4", "out", person="1", list_people=True)[3:])
+    assert (args.person, args.list_people) == ("1", True)
     args = build_parser().parse_args(capture_command("py", "clip.mp4", "out")[3:])
     assert (args.engine, args.checkpoint, args.body, args.focal, args.max_people) == ("auto", None, None, None, 0)
 

@@ -1,0 +1,71 @@
+"""Tracking-pass speed with one person in view: MediaPipe's single-person ``Pose`` (the path before
+multi-person capture) against ``MultiPoseDetector`` (region passes + discovery), alternated A/B/A/B so
+a busy machine weighs on both alike.
+
+    python scripts/bench_people.py [CLIP ...] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def frames_of(clip):
+    from tar_core.capture.video import VideoReader
+
+    with VideoReader(clip) as r:
+        return [(f.index, f.time, f.image) for f in r], r.info.fps
+
+
+def run_single(frames, fps) -> float:
+    from tar_core.capture.detection import PoseDetector
+    from tar_core.capture.tracking import Tracker
+
+    t = time.perf_counter()
+    tracker = Tracker(max_missed=int(1.5 * fps))
+    with PoseDetector() as det:
+        for i, ts, img in frames:
+            tracker.update(i, ts, det(img))
+    return time.perf_counter() - t
+
+
+def run_multi(frames, fps) -> float:
+    from tar_core.capture.multipose import MultiPoseDetector
+    from tar_core.capture.tracking import Tracker
+
+    t = time.perf_counter()
+    tracker = Tracker(max_missed=int(1.5 * fps))
+    with MultiPoseDetector(fps=fps) as det:
+        for i, ts, img in frames:
+            updates, ended = tracker.update(i, ts, det.detect(img, i, ts, tracker))
+            det.bind(updates, ended, ts)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("clips", nargs="*", default=[str(ROOT / "data" / "sample" / "sample_walk.mp4")])
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    from tar_core.capture.pose_bundle import pose_bundle_path
+
+    pose_bundle_path()  # built once, outside the timings
+    for clip in args.clips:
+        frames, fps = frames_of(clip)
+        single, multi = [], []
+        for _ in range(args.rounds):
+            single.append(run_single(frames, fps))
+            multi.append(run_multi(frames, fps))
+        n = len(frames)
+        print(f"{Path(clip).name}: {n} frames; single-person Pose {n / min(single):.1f} fps (best of {args.rounds}), "
+              f"multi-person {n / min(multi):.1f} fps; ratio multi/single time {min(multi) / min(single):.2f}")
+
+
+if __name__ == "__main__":
+    main()

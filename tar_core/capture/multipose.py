@@ -1,0 +1,420 @@
+"""Every person in view, each with their own landmarks: MediaPipe's pose models (in the wheel) on regions.
+
+Per frame:
+
+- **Region passes.** Every open track gets a landmark pass on a square crop around the box the tracker
+  predicts for it (``CROP_SCALE`` x the box's longer side), by a single-person MediaPipe ``Pose`` of its own
+  in tracking mode. The crop follows the person, so the landmarker's own frame-to-frame tracking sees a
+  nearly still person and runs its detector only when it has lost them; the person fills the crop, so
+  small people are as easy as large ones. Two people never share landmarks: each pass gives one person,
+  and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only the one whose own track
+  predicted that box is kept; the other landmarker is reset.
+- **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
+  graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
+  ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
+  frame for ``calm_s`` with nobody new. The detector sees a 224x224 copy of the frame and misses people
+  under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are also
+  searched in overlapping tiles: all of them while nobody is tracked, else one per discovery, one every
+  ``TILE_EVERY`` discoveries once calm. A detection whose hips lie near
+  the centre of a person found on this frame by the region passes costs nothing more; any other gets a
+  landmark pass on its own region, by a fresh landmarker that then stays with the new track.
+
+With one person in view the cost per frame is one landmark pass, as with a single ``Pose`` on the whole
+frame, plus a detector run per ``calm_s``. ``LandmarksInBoxes`` runs the same region passes inside the
+user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
+models; the capture path no longer needs it: the single-person graph is faster per pass.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import numpy as np
+
+from tar_core.capture.detection import Landmarks, landmarks_box
+from tar_core.capture.tracking import Detection, box_iou
+
+__all__ = ["LandmarksInBoxes", "MultiPoseDetector", "quiet_native_stderr"]
+
+CROP_SCALE = 1.7  # crop side / the person's longer box side
+DETECTION_SCALE = 1.25  # crop side / the side of the pose detector's body square (MediaPipe's own ROI)
+CROP_STEP = 32  # crop sides are multiples of this many pixels
+MAX_CROP = 640  # wider crops come from the image shrunk by a whole factor
+DUPLICATE_IOU = 0.5
+TILE_MIN_SIDE = 640
+TILE_EVERY = 2
+MAX_REGION_PASSES = 12
+_DETECTOR_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }
+"""
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ code (absl logging, TFLite) writes
+    there directly, past ``sys.stderr``, and ignores ``GLOG_minloglevel``; some lines come at the first
+    frame with a person, so every call into MediaPipe runs inside this."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _import_mediapipe():
+    os.environ.setdefault("GLOG_minloglevel", "2")  # read when the native library loads: set it before
+    import mediapipe
+
+    return mediapipe
+
+
+def _pose_landmarker():
+    """MediaPipe's single-person ``Pose`` in tracking mode (``model_complexity=1``, the model in the wheel),
+    created and run once on a blank image with fd 2 silenced (its models load and log then)."""
+    mp = _import_mediapipe()
+    with quiet_native_stderr():
+        pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                                      enable_segmentation=False, min_detection_confidence=0.5,
+                                      min_tracking_confidence=0.5)
+        pose.process(np.zeros((32, 32, 3), np.uint8))
+    return pose
+
+
+def _pose_detector():
+    """MediaPipe's pose detector alone (the ``PoseDetectionCpu`` graph in the wheel): boxes, no landmarks."""
+    _import_mediapipe()
+    from google.protobuf import text_format
+    from mediapipe.framework import calculator_pb2
+    from mediapipe.python import solution_base
+
+    config = text_format.Parse(_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
+    with quiet_native_stderr():
+        det = solution_base.SolutionBase(graph_config=config, outputs=["detections"])
+        det.process({"image": np.zeros((32, 32, 3), np.uint8)})
+    return det
+
+
+def _body_squares(result, x0: float, y0: float, sx: float, sy: float) -> list[Detection]:
+    """The detector's people on a region at (x0, y0) of size (sx, sy) pixels: squares centred on the hips
+    reaching the body's enclosing circle (keypoint 0: mid-hip; keypoint 1: its radius)."""
+    out = []
+    for d in result.detections or []:
+        kp = d.location_data.relative_keypoints
+        hip = np.array([x0 + kp[0].x * sx, y0 + kp[0].y * sy])
+        r = float(np.hypot((kp[1].x - kp[0].x) * sx, (kp[1].y - kp[0].y) * sy))
+        if r > 2.0:
+            out.append(Detection(box=np.concatenate([hip - r, hip + r]), score=float(d.score[0])))
+    return out
+
+
+def _to_landmarks(pose, world, x0: float, y0: float, sx: float, sy: float) -> Landmarks:
+    """One pose (landmarks normalised to an image region at (x0, y0) of size (sx, sy) pixels) -> Landmarks."""
+    a = np.array([(p.x, p.y, p.visibility if p.visibility is not None else 0.0) for p in pose], dtype=np.float64)
+    xy = np.stack([x0 + a[:, 0] * sx, y0 + a[:, 1] * sy], axis=1)
+    w = np.array([(p.x, p.y, p.z) for p in world], dtype=np.float64)
+    return Landmarks(image_xy=xy, visibility=a[:, 2].clip(0.0, 1.0), world=w)
+
+
+def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, shrunk=None):
+    """A square crop around ``box`` (``scale`` x its longer side, in ``CROP_STEP`` steps so it changes size
+    seldom), zero padded outside the image. Squares wider than ``MAX_CROP`` are cut from the image shrunk
+    by a whole factor k (exact k x k pixel means, so coordinates just scale by k): one resampling only,
+    as a second one before the landmark model's own costs accuracy. ``shrunk(k)`` may supply (and cache)
+    the shrunk image. Returns (crop, x0, y0, side) in the image's pixels, or None when too little of the
+    square lies inside the image."""
+    import cv2
+
+    s = CROP_STEP * max(2, int(round(scale * max(box[2] - box[0], box[3] - box[1]) / CROP_STEP)))
+    k = max(1, int(np.ceil(s / MAX_CROP)))
+    if k > 1:
+        image = shrunk(k) if shrunk else cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
+    h, w = image.shape[:2]
+    c = 0.5 * (box[:2] + box[2:]) / k
+    sk = int(np.ceil(s / k))
+    x0, y0 = int(round(c[0] - sk / 2)), int(round(c[1] - sk / 2))
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + sk, w), min(y0 + sk, h)
+    if ix1 - ix0 < 0.3 * sk or iy1 - iy0 < 0.3 * sk:
+        return None
+    crop = image[iy0:iy1, ix0:ix1]
+    if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + sk, y0 + sk):
+        crop = cv2.copyMakeBorder(crop, iy0 - y0, y0 + sk - iy1, ix0 - x0, x0 + sk - ix1, cv2.BORDER_CONSTANT, value=0)
+    return np.ascontiguousarray(crop), k * x0, k * y0, k * sk
+
+
+class _RegionPasses:
+    """Landmarkers in tracking mode (one person each: MediaPipe's ``Pose``, the single-person graph) keyed by
+    a person's id, reused from a pool once released. Each landmarker's own tracking and smoothing work in the
+    frame of its crop, which follows the person."""
+
+    def __init__(self):
+        self._by_key: dict[int, object] = {}
+        self._pool: list = []
+        self._blank = np.zeros((32, 32, 3), np.uint8)
+        self._small: tuple = (None, 0, None)  # (image, k, the image shrunk by k): one per frame and factor
+
+    def _shrunk(self, image: np.ndarray, k: int) -> np.ndarray:
+        import cv2
+
+        if self._small[0] is not image or self._small[1] != k:
+            self._small = (image, k, cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA))
+        return self._small[2]
+
+    def _get(self, key: int):
+        pose = self._by_key.get(key)
+        if pose is None:
+            pose = self._pool.pop() if self._pool else _pose_landmarker()
+            self._by_key[key] = pose
+        return pose
+
+    def run(self, key: int, image: np.ndarray, box: np.ndarray, time_s: float,
+            scale: float = CROP_SCALE) -> Detection | None:
+        """The landmark pass for ``key`` on a crop around ``box``; None when it finds nobody there."""
+        h, w = image.shape[:2]
+        cut = crop_square(image, box, scale, lambda k: self._shrunk(image, k))
+        if cut is None:
+            return None
+        crop, x0, y0, side = cut
+        pose = self._get(key)
+        with quiet_native_stderr():
+            res = pose.process(crop)
+        if res.pose_landmarks is None:
+            return None
+        lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, side, side)
+        box = landmarks_box(lm, w, h)
+        return None if box is None else Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm)
+
+    def reset(self, key: int, time_s: float) -> None:
+        """Make ``key``'s landmarker forget whom it followed (a frame with nobody in it)."""
+        pose = self._by_key.get(key)
+        if pose is not None:
+            with quiet_native_stderr():
+                pose.process(self._blank)
+
+    def move(self, src: int, dst: int) -> None:
+        """The landmarker of ``src`` now follows ``dst`` (the two swap if both have one)."""
+        a, b = self._by_key.pop(src, None), self._by_key.pop(dst, None)
+        if a is not None:
+            self._by_key[dst] = a
+        if b is not None:
+            self._by_key[src] = b
+
+    def release(self, key: int, time_s: float) -> None:
+        self.reset(key, time_s)
+        pose = self._by_key.pop(key, None)
+        if pose is not None:
+            self._pool.append(pose)
+
+    def keys(self) -> list[int]:
+        return list(self._by_key)
+
+    def close(self) -> None:
+        for pose in [*self._by_key.values(), *self._pool]:
+            pose.close()
+        self._by_key.clear()
+        self._pool.clear()
+
+
+def tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping tiles (x0, y0, x1, y1), each about half the frame's longer side, covering the frame."""
+    side = int(np.ceil(max(width, height) / 2))
+    out = []
+    xs = _starts(width, side)
+    ys = _starts(height, side)
+    for y0 in ys:
+        for x0 in xs:
+            out.append((x0, y0, min(x0 + side, width), min(y0 + side, height)))
+    return out
+
+
+def _starts(length: int, side: int) -> list[int]:
+    if side >= length:
+        return [0]
+    n = int(np.ceil((length - side) / (0.75 * side))) + 1  # a quarter of overlap at least
+    return [int(round(v)) for v in np.linspace(0, length - side, n)]
+
+
+def _same_person(square: np.ndarray, box: np.ndarray) -> bool:
+    """Whether a detector square (centred on the hips) belongs to the person found in ``box``: the hips lie
+    near the box's centre (a person's box centre is about at the hips)."""
+    d = np.abs(0.5 * (square[:2] + square[2:]) - 0.5 * (box[:2] + box[2:]))
+    h = box[3] - box[1]
+    return bool(d[0] < 0.15 * h and d[1] < 0.25 * h)
+
+
+class MultiPoseDetector:
+    """Finds every person per frame, each with landmarks from a pass on their own region.
+
+    ``detect(image, frame_index, time, tracker)`` returns the frame's detections (payload: ``Landmarks``);
+    after ``tracker.update`` the caller hands the updates and ended ids to ``bind`` so each track keeps
+    its landmarker.
+    """
+
+    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0):
+        fps = fps or 30.0
+        self.discover_every = max(1, int(round(discover_s * fps)))
+        self.calm_every = max(self.discover_every, int(round(calm_s * fps)))
+        self._detector = _pose_detector()
+        self._regions = _RegionPasses()
+        self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
+        self._since = 1 << 30  # frames since the last discovery
+        self._calm = self._tile = self._discoveries = 0  # _calm: frames since the people in view last changed
+        self._last_ids: list[int] = []
+        self._next_key = -1  # region passes on new people use negative keys until ``bind`` names the track
+        self.stats = {"frames": 0, "region_passes": 0, "discovery_passes": 0, "tile_passes": 0,
+                      "new_person_passes": 0}
+
+    def detect(self, image: np.ndarray, frame_index: int, time_s: float, tracker) -> list[Detection]:
+        """Discovery runs every ``discover_s``; once every track has been found on each frame for ``calm_s``
+        (and discovery found nobody new), every ``calm_s``."""
+        self._origin.clear()
+        open_ids = tracker.open_track_ids
+        predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
+        self.stats["frames"] += 1
+        dets = self._track_passes(image, time_s, tracker, predicted)
+        if len(dets) < len(open_ids) or open_ids != self._last_ids:
+            self._calm = 0
+        self._last_ids = open_ids
+        calm = self._calm >= self.calm_every
+        if not open_ids or self._since + 1 >= (self.calm_every if calm else self.discover_every):
+            new = self._new_people(image, time_s, predicted, dets, calm)
+            self._calm = 0 if new else self._calm
+            dets += new
+            self._since = 0
+        else:
+            self._since += 1
+        self._calm += 1
+        return dets
+
+    def _track_passes(self, image, time_s: float, tracker, predicted: dict) -> list[Detection]:
+        """A region pass per open track (recently seen people first); a pass that slid onto someone else
+        (a crossing) or landed on the same person as another track's pass is dropped and its landmarker reset."""
+        h, w = image.shape[:2]
+        found: dict[int, Detection] = {}
+        todo = sorted(predicted, key=tracker.last_frame, reverse=True)
+        for tid in todo[:MAX_REGION_PASSES]:
+            box = predicted[tid]
+            centre = np.clip(0.5 * (box[:2] + box[2:]), 0, [w - 1, h - 1])
+            half = 0.5 * (box[2:] - box[:2])
+            self.stats["region_passes"] += 1
+            d = self._regions.run(tid, image, np.concatenate([centre - half, centre + half]), time_s)
+            if d is None:
+                continue
+            fits = {t: box_iou(predicted[t], d.box)[0, 0] for t in predicted}
+            if max(fits.values()) > fits[tid] + 0.05:
+                self._regions.reset(tid, time_s)
+                continue
+            found[tid] = d
+        keys = list(found)
+        drop = set()
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                if a in drop or b in drop or box_iou(found[a].box, found[b].box)[0, 0] <= DUPLICATE_IOU:
+                    continue
+                fit_a, fit_b = (box_iou(predicted[k], found[k].box)[0, 0] for k in (a, b))
+                drop.add(b if fit_a >= fit_b else a)
+        dets = []
+        for tid, d in found.items():
+            if tid in drop:
+                self._regions.reset(tid, time_s)
+                continue
+            self._origin[id(d)] = tid
+            dets.append(d)
+        return dets
+
+    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool) -> list[Detection]:
+        """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
+        known = [d.box for d in dets]
+        out: list[Detection] = []
+        for cand in self._candidates(image, bool(predicted), calm):
+            if any(_same_person(cand.box, k) for k in known):
+                continue
+            key, self._next_key = self._next_key, self._next_key - 1
+            self.stats["new_person_passes"] += 1
+            d = self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
+            others = [x.box for x in (*dets, *out)]
+            if d is None or (others and box_iou(d.box, np.stack(others)).max() > 0.3):
+                self._regions.release(key, time_s)
+                continue
+            self._origin[id(d)] = key
+            out.append(d)
+            known.append(d.box)
+        return out
+
+    def _candidates(self, image, tracking: bool, calm: bool) -> list[Detection]:
+        """The detector on the whole frame, plus tiles of large frames (see the module docstring)."""
+        h, w = image.shape[:2]
+        self.stats["discovery_passes"] += 1
+        found = self._detect(image, (0, 0, w, h))
+        regions: list = []
+        if max(w, h) >= TILE_MIN_SIDE:
+            grid = tiles(w, h)
+            if not tracking:
+                regions = grid
+            elif not calm or self._discoveries % TILE_EVERY == 0:
+                regions = [grid[self._tile % len(grid)]]
+                self._tile += 1
+            self._discoveries += 1
+        self.stats["tile_passes"] += len(regions)
+        for region in regions:
+            for d in self._detect(image, region):
+                side = d.box[2] - d.box[0]
+                near = [f for f in found if np.abs(f.box[:2] - d.box[:2]).max() < 0.25 * side]
+                if not near:
+                    found.append(d)
+        return found
+
+    def _detect(self, image, region) -> list[Detection]:
+        x0, y0, x1, y1 = region
+        with quiet_native_stderr():
+            res = self._detector.process({"image": np.ascontiguousarray(image[y0:y1, x0:x1])})
+        return _body_squares(res, x0, y0, x1 - x0, y1 - y0)
+
+    def bind(self, updates, ended, time_s: float) -> None:
+        """After ``tracker.update``: each track keeps the landmarker that found it; ended tracks, and new
+        people's passes that started no track, free theirs."""
+        for u in updates:
+            src = self._origin.get(id(u.detection))
+            if src is not None and src != u.track_id:
+                self._regions.move(src, u.track_id)
+        for tid in [*ended, *(k for k in self._regions.keys() if k < 0)]:
+            self._regions.release(tid, time_s)
+
+    def close(self) -> None:
+        self._detector.close()
+        self._regions.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LandmarksInBoxes:
+    """Landmarks inside the user's boxes (``--boxes`` with the keypoints engine): a region pass per user id
+    (per box position in the frame's list where the file gives no ids)."""
+
+    def __init__(self):
+        self._regions = _RegionPasses()
+
+    def __call__(self, image: np.ndarray, time_s: float, boxes: list[Detection]) -> list[Detection]:
+        out = []
+        for k, det in enumerate(boxes):
+            key = det.track_hint if det.track_hint is not None else -1 - k
+            found = self._regions.run(key, image, det.box, time_s)
+            if found is None:
+                continue
+            out.append(Detection(box=det.box, score=found.score, track_hint=det.track_hint, payload=found.payload))
+        return out
+
+    def close(self) -> None:
+        self._regions.close()

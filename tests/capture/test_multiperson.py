@@ -1,0 +1,182 @@
+"""Several people: the offline PoseLandmarker bundle, tracking on composited clips of rendered people
+(``people_clips``), the person picker and ``--list-people``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from people_clips import CROSSING_WIDTH, crossing_people, make_clip, score_tracks, three_people, two_people_crossing
+
+from tar_core.capture.people import parse_person, select_people
+from tar_core.capture.tracks import TrackData
+from tar_core.errors import EXIT_CODES, NoPersonError, UsageError
+from tar_core.motion_file import read_motion
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Quiet:
+    def progress(self, *a):
+        pass
+
+
+def _track(clip):
+    from tar_core.capture.tracks import TrackingPass
+    from tar_core.capture.video import VideoReader
+    from tar_core.util.stop import StopFlag
+
+    tp = TrackingPass(_Quiet(), StopFlag())
+    tracks, _ = tp.run(VideoReader(clip))
+    return {tid: (t.frame_ids, t.boxes) for tid, t in tracks.items()}, tp.detector_stats
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "tar_core", *map(str, args)], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT)
+
+
+def test_bundle_is_built_once_into_the_cache_uncompressed(tmp_path, monkeypatch):
+    import hashlib
+
+    from tar_core.capture import pose_bundle
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = pose_bundle.pose_bundle_path()
+    assert path.parent == tmp_path / "cache" / "tar-mocap"
+    det, lm = (p.read_bytes() for p in pose_bundle.wheel_models())
+    key = hashlib.sha256(hashlib.sha256(det).digest() + hashlib.sha256(lm).digest()).hexdigest()
+    assert key[:16] in path.name  # a new wheel's models give a new bundle
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["pose_detector.tflite", "pose_landmarks_detector.tflite"]
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+    mtime = path.stat().st_mtime_ns
+    assert pose_bundle.pose_bundle_path() == path and path.stat().st_mtime_ns == mtime  # cached
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def _fake_tracks():
+    def t(tid, first, box, n=10, grow=0.0):
+        boxes = [np.array(box, float) + [0, 0, grow * k, grow * k] for k in range(n)]
+        return TrackData(tid, list(range(first, first + n)), [0.1 * k for k in range(n)], boxes, [1.0] * n, [None] * n)
+
+    return {0: t(0, 0, [10, 10, 60, 110]), 1: t(1, 0, [200, 20, 300, 220]), 4: t(4, 5, [40, 30, 80, 110])}
+
+
+def test_person_picker():
+    tracks = _fake_tracks()
+    assert parse_person(None) is None and parse_person("3") == 3 and parse_person("12.5, 40") == (12.5, 40.0)
+    for bad in ("x", "1,2,3", "-1"):
+        with pytest.raises(UsageError):
+            parse_person(bad)
+    assert list(select_people(tracks, (250, 100))) == [1]
+    assert list(select_people(tracks, (50, 60))) == [4]  # in two boxes: the smaller one (person 4's first box)
+    assert list(select_people(tracks, 4)) == [4]
+    assert list(select_people(tracks, None, max_people=2)) == [0, 1]  # the two largest
+    with pytest.raises(NoPersonError, match=r"no person at \(500, 400\); the nearest is person 1 at \(250, 120\)"):
+        select_people(tracks, (500, 400))
+    with pytest.raises(NoPersonError, match="no person with id 7"):
+        select_people(tracks, 7)
+
+
+def test_two_people_crossing_keep_their_ids(tmp_path):
+    clip = tmp_path / "two.mp4"
+    truths, _ = two_people_crossing(clip)
+    tracks, stats = _track(clip)
+    result = score_tracks(tracks, truths, in_view=0.75)
+    assert len({r["track"] for r in result}) == 2, result
+    for r in result:
+        assert r["coverage"] >= 0.95 and r["switches"] == 0, result
+    # At most one region pass per person and frame.
+    assert stats["region_passes"] <= 2 * stats["frames"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known (issue 17 open): in the 960x288 composite A and B swap ids where they "
+                   "cross (frames 54-78), the detector missing B near its size limit; strict, so a fix shows up")
+def test_three_people_crossing_and_one_leaving(tmp_path):
+    clip = tmp_path / "three.mp4"
+    truths, _ = three_people(clip)
+    tracks, _ = _track(clip)
+    result = score_tracks(tracks, truths, in_view=0.75)
+    a, b, c = result
+    assert a["track"] != b["track"] and a["switches"] == 0 and b["switches"] == 0, result
+    assert a["coverage"] >= 0.95 and b["coverage"] >= 0.95, result
+    # The one who leaves through the frame's edge for about a second keeps their id when back.
+    assert c["frames_in_view"] < len(truths[2].visible)
+    assert c["coverage"] >= 0.9 and c["switches"] == 0, result
+
+
+def _capture_2d(clip, out, truths):
+    """``capture`` on a clip; per true person, their fitted 2D joints by frame (NaN where not fitted)."""
+    res = cli("capture", clip, "-o", out)
+    assert res.returncode == 0, res.stderr
+    motions = {int(p.stem.split("_")[1]): read_motion(p) for p in out.glob("person_*.npz")}
+    tracks = {tid: (m.frame_ids, m.bbox_xyxy) for tid, m in motions.items()}
+    joints = []
+    for truth, r in zip(truths, score_tracks(tracks, truths, in_view=0.75), strict=True):
+        j = np.full(truth.joints_2d.shape, np.nan)
+        if r["track"] in motions:
+            m = motions[r["track"]]
+            j[m.frame_ids] = m.joints_2d
+        joints.append(j)
+    return joints
+
+
+@pytest.mark.slow
+def test_each_person_is_fitted_as_well_as_alone(tmp_path):
+    """Two people crossing: each person's 2D joint error, on the frames where they are fully in view, is within
+    1 px of the error of the same motion fitted with that person alone in the clip."""
+    people = crossing_people()
+    truths, _ = make_clip(tmp_path / "both.mp4", people, CROSSING_WIDTH)
+    both = _capture_2d(tmp_path / "both.mp4", tmp_path / "both", truths)
+    limbs = [16, 17, 18, 19, 20, 21, 1, 2, 4, 5, 7, 8]
+    for k, person in enumerate(people):
+        clip = tmp_path / f"alone{k}.mp4"
+        alone_truth, _ = make_clip(clip, [person], CROSSING_WIDTH)
+        (alone,) = _capture_2d(clip, tmp_path / f"alone{k}", alone_truth)
+        frames = truths[k].visible >= 0.99
+        gt = truths[k].joints_2d[frames][:, limbs]
+        err_both = np.linalg.norm(both[k][frames][:, limbs] - gt, axis=-1)
+        err_alone = np.linalg.norm(alone[frames][:, limbs] - gt, axis=-1)
+        assert not np.isnan(err_both).any() and not np.isnan(err_alone).any()
+        assert frames.sum() >= 30 and err_both.mean() <= err_alone.mean() + 1.0, (k, err_both.mean(), err_alone.mean())
+
+
+@pytest.fixture(scope="module")
+def short_two(tmp_path_factory):
+    path = tmp_path_factory.mktemp("two") / "two people.mp4"
+    two_people_crossing(path, length=30)
+    return path
+
+
+def test_list_people_then_pick_by_id_and_at_nobody(short_two, tmp_path):
+    out = tmp_path / "preview"
+    res = cli("capture", short_two, "-o", out, "--list-people")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((out / "people.json").read_text())
+    assert [p["id"] for p in info["people"]] == [0, 1] and (out / "people.png").stat().st_size > 1000
+    assert not list(out.glob("person_*.npz"))
+    res = cli("capture", short_two, "-o", tmp_path / "nobody", "--person", "5,280")
+    assert res.returncode == EXIT_CODES["no_person"], res.stderr
+    assert "no person at (5, 280); the nearest is person 0 at (" in res.stderr
+
+
+@pytest.mark.slow
+def test_pick_by_point_fits_only_that_person_and_boxes_work_with_keypoints(short_two, tmp_path):
+    res = cli("capture", short_two, "-o", tmp_path / "one", "--person", "500,100")
+    assert res.returncode == 0, res.stderr
+    assert [p.name for p in (tmp_path / "one").glob("person_*.npz")] == ["person_1.npz"]
+    m = read_motion(tmp_path / "one" / "person_1.npz")
+    boxes = {str(f): [{"box": b.tolist(), "id": 7}] for f, b in zip(m.frame_ids, m.bbox_xyxy, strict=True)}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    res = cli("capture", short_two, "-o", tmp_path / "boxes", "--engine", "keypoints",
+              "--boxes", tmp_path / "boxes.json")
+    assert res.returncode == 0, res.stderr
+    mb = read_motion(tmp_path / "boxes" / "person_7.npz")
+    assert np.median(np.linalg.norm(mb.joints_2d - m.joints_2d, axis=-1)) < 5.0
