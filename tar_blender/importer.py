@@ -86,7 +86,35 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
     """
     report = report or (lambda level, msg: None)
     scene = context.scene
-    motions = [read_motion(p) for p in filepaths]  # everything is read and checked first
+    motions, bodies = _read(filepaths, target, smpl_path)
+    timing = _apply_timing(scene, motions, set_scene, at_playhead, start_frame, report)
+    clip = take_clip or clip_name(video or motions[0].provenance.get("video_path") or motions[0].path)
+    result = ImportResult()
+    coll = None
+    if target is None or len(motions) > 1 or with_camera:
+        coll = bpy.data.collections.new(f"TAR {clip}")
+        scene.collection.children.link(coll)
+    for i, m in enumerate(motions):
+        take = take_name(clip, m.track_id)
+        arm, rest = _person_rig(coll, m, bodies[m.body_model], target if i == 0 else None, take, with_mesh, result,
+                                report)
+        first = _key_take(arm, m, rest, take, timing)
+        result.armatures.append(arm)
+        result.motions.append(m)
+        report("INFO", f"imported {Path(m.path).name} as take {take}: {m.num_frames} frames from frame "
+                       f"{first:g}, {m.body_model} body, engine {m.engine}")
+    if with_camera and coll is not None:
+        result.camera = _camera(coll, scene, motions[0], clip, video, set_camera, timing)
+    if coll is not None:
+        _floor(coll, motions, result)
+    result.timing = timing
+    scene.frame_set(scene.frame_current)
+    return result
+
+
+def _read(filepaths, target, smpl_path):
+    """Every file read and checked, and the body arrays they need, before anything in the scene changes."""
+    motions = [read_motion(p) for p in filepaths]
     if not motions:
         raise MotionError("", "file", "no motion files given")
     if target is not None and not same_layout(target):
@@ -95,6 +123,12 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
     for m in motions:
         if m.body_model not in bodies:
             bodies[m.body_model] = load_body_arrays(m.body_model, smpl_path)
+    return motions, bodies
+
+
+def _apply_timing(scene, motions: list[MotionData], set_scene: str, at_playhead: bool, start_frame: int | None,
+                  report) -> Timing:
+    """Where the keys go (``start + t x fps``), checked to fit Blender; the clip's fps and range taken when asked."""
     use_clip = set_scene == "YES" or (set_scene == "AUTO" and not scene_has_animation(scene))
     playhead = scene.frame_current if start_frame is None else start_frame
     spans = [(float(m.frame_times[0]), float(m.frame_times[-1])) for m in motions]
@@ -110,64 +144,58 @@ def load(context, filepaths, *, with_mesh: bool = True, with_camera: bool = True
         report("WARNING", f"the scene runs at {timing.fps:g} fps, the clip at {motions[0].fps:g} ({why}): the keys "
                           "keep real time, but the footage plays one clip frame per scene frame; choose Scene "
                           "Timing: Clip's to take the clip's fps")
-    clip = take_clip or clip_name(video or motions[0].provenance.get("video_path") or motions[0].path)
+    return timing
 
-    result = ImportResult()
-    coll = None
-    if target is None or len(motions) > 1 or with_camera:
-        coll = bpy.data.collections.new(f"TAR {clip}")
-        scene.collection.children.link(coll)
-    for i, m in enumerate(motions):
-        body = bodies[m.body_model]
-        take = take_name(clip, m.track_id)
-        if i == 0 and target is not None:
-            arm = target
-            rest = np.array([list(arm.data.bones[j].head_local) for j in JOINT_NAMES], dtype=np.float64)
-            shaped = body.rest_joints(m.betas)
-            if np.abs(rest - shaped).max() > 0.01:
-                report("INFO", f"{arm.name} has another body shape than {take}: its own bone lengths are kept")
-        else:
-            assert coll is not None
-            name = f"{m.body_model.upper()}_{m.track_id}"
-            rest = body.rest_joints(m.betas)
-            arm = rig.build_armature(coll, name, rest)
-            if with_mesh:
-                result.meshes.append(rig.build_body_mesh(coll, f"{name}_body", body, m.betas, arm))
-        arm["tar_motion_file"] = _stored_path(m.path)
-        arm["tar_engine"] = m.engine
-        arm["tar_body_model"] = m.body_model
-        if m.contacts is not None:  # foot contacts for retargeting (left heel, left toe, right heel, right toe)
-            arm["tar_contacts"] = m.contacts.astype(np.float64).ravel().tolist()
-        elif "tar_contacts" in arm:
-            del arm["tar_contacts"]
-        frames = key_frames(m.frame_times, timing.fps, timing.start)
-        curves = motion_curves(m.poses, m.trans, frames, rest[0])
-        if m.contacts is not None:  # animated custom properties, 0..1 per foot point
-            for k, point in enumerate(CONTACT_NAMES):
-                arm[f"tar_contact_{point}"] = float(m.contacts[0, k])
-            curves += contact_curves(m.contacts, frames)
-        action = rig.write_curves(arm, take, curves)
-        lo, hi = frame_range(float(frames[0]), float(frames[-1]))
-        push_take(arm, action, take, lo, hi)
-        result.armatures.append(arm)
-        result.motions.append(m)
-        report("INFO", f"imported {Path(m.path).name} as take {take}: {m.num_frames} frames from frame "
-                       f"{frames[0]:g}, {m.body_model} body, engine {m.engine}")
-    if with_camera and coll is not None:
-        m0 = motions[0]
-        footage = video or m0.provenance.get("video_path")
-        if footage and not Path(footage).is_file():
-            footage = None
-        make_active = set_camera == "YES" or (set_camera == "AUTO" and scene.camera is None)
-        result.camera = rig.build_camera(coll, f"{clip}_camera", m0.K, *m0.image_size, scene, footage,
-                                         clip_start=round(timing.start), set_render=make_active)
-        if make_active:
-            scene.camera = result.camera
-    if coll is not None:
-        _floor(coll, motions, result)
-    result.timing = timing
-    scene.frame_set(scene.frame_current)
-    return result
+
+def _person_rig(coll, m: MotionData, body, target, take: str, with_mesh: bool, result: ImportResult, report):
+    """The armature that receives the take: ``target`` (the user's SMPL-layout rig) or a new rig (+ mesh).
+    Returns it and its rest joints (24, 3)."""
+    if target is not None:
+        rest = np.array([list(target.data.bones[j].head_local) for j in JOINT_NAMES], dtype=np.float64)
+        if np.abs(rest - body.rest_joints(m.betas)).max() > 0.01:
+            report("INFO", f"{target.name} has another body shape than {take}: its own bone lengths are kept")
+        return target, rest
+    assert coll is not None
+    name = f"{m.body_model.upper()}_{m.track_id}"
+    rest = body.rest_joints(m.betas)
+    arm = rig.build_armature(coll, name, rest)
+    if with_mesh:
+        result.meshes.append(rig.build_body_mesh(coll, f"{name}_body", body, m.betas, arm))
+    return arm, rest
+
+
+def _key_take(arm, m: MotionData, rest: np.ndarray, take: str, timing: Timing) -> float:
+    """The person's motion (and foot contacts) as the action of a new NLA take; returns its first frame."""
+    arm["tar_motion_file"] = _stored_path(m.path)
+    arm["tar_engine"] = m.engine
+    arm["tar_body_model"] = m.body_model
+    if m.contacts is not None:  # foot contacts for retargeting (left heel, left toe, right heel, right toe)
+        arm["tar_contacts"] = m.contacts.astype(np.float64).ravel().tolist()
+    elif "tar_contacts" in arm:
+        del arm["tar_contacts"]
+    frames = key_frames(m.frame_times, timing.fps, timing.start)
+    curves = motion_curves(m.poses, m.trans, frames, rest[0])
+    if m.contacts is not None:  # animated custom properties, 0..1 per foot point
+        for k, point in enumerate(CONTACT_NAMES):
+            arm[f"tar_contact_{point}"] = float(m.contacts[0, k])
+        curves += contact_curves(m.contacts, frames)
+    action = rig.write_curves(arm, take, curves)
+    lo, hi = frame_range(float(frames[0]), float(frames[-1]))
+    push_take(arm, action, take, lo, hi)
+    return float(frames[0])
+
+
+def _camera(coll, scene, m0: MotionData, clip: str, video: str | None, set_camera: str, timing: Timing):
+    """The clip's camera with the footage behind it; the scene camera (and render size) only when asked."""
+    footage = video or m0.provenance.get("video_path")
+    if footage and not Path(footage).is_file():
+        footage = None
+    make_active = set_camera == "YES" or (set_camera == "AUTO" and scene.camera is None)
+    camera = rig.build_camera(coll, f"{clip}_camera", m0.K, *m0.image_size, scene, footage,
+                              clip_start=round(timing.start), set_render=make_active)
+    if make_active:
+        scene.camera = camera
+    return camera
 
 
 def _floor(coll, motions, result: ImportResult) -> None:

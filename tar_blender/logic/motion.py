@@ -165,6 +165,28 @@ def read_motion(path: str | Path) -> MotionData:
             a = {k: z[k] for k in z.files}
     except Exception as exc:  # zip, header or pickle errors: all mean "not a motion file"
         raise MotionError(path, "file", f"not a readable .npz of plain arrays ({exc})") from None
+    n = _check_arrays(path, a)
+    times, fps = _check_timing(path, a, n)
+    body = str(a["body_model"])
+    if body not in ("smpl", "mannequin"):
+        raise MotionError(path, "body_model", f"{body!r} is neither 'smpl' nor 'mannequin'")
+    prov, track_id = _check_metadata(path, a)
+    contacts, ground = _optional(path, a, n)
+    return MotionData(
+        contacts=contacts, ground_plane=ground, path=str(path), poses=a["poses"].astype(np.float64),
+        trans=a["trans"].astype(np.float64),
+        betas=a["betas"].astype(np.float64), frame_times=times, fps=fps,
+        image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
+        K=a["camera_intrinsics"].astype(np.float64), joints_cam=a["joints_cam"].astype(np.float64),
+        joints_2d=a["joints_2d"].astype(np.float64), body_model=body,
+        gender=str(a["gender"]) if "gender" in a else "neutral",
+        track_id=track_id,
+        engine=str(a["engine"]) if "engine" in a else "unknown", provenance=prov,
+    )  # fmt: skip
+
+
+def _check_arrays(path: Path, a: dict) -> int:
+    """The required keys, format, numeric finite arrays of the documented shapes and ranges; returns N."""
     for key in ("format", "format_version", "poses", "trans", "betas", "frame_times", "mocap_framerate",
                 "image_size", "camera_intrinsics", "joints_cam", "joints_2d", "body_model"):
         if key not in a:
@@ -193,6 +215,11 @@ def read_motion(path: str | Path) -> MotionData:
         if values.size and (values.min() < lo or values.max() > hi):
             bad = values.min() if values.min() < lo else values.max()
             raise MotionError(path, key, f"value {bad:g} is outside {lo:g}..{hi:g}")
+    return n
+
+
+def _check_timing(path: Path, a: dict, n: int) -> tuple[np.ndarray, float]:
+    """Increasing times, a positive frame rate, a pinhole camera and a sane image size."""
     if int(a["image_size"][0]) * int(a["image_size"][1]) > MAX_PIXELS:
         raise MotionError(path, "image_size", f"more than {MAX_PIXELS / 1e6:.0f} megapixels")
     times = np.asarray(a["frame_times"], dtype=np.float64)
@@ -200,15 +227,16 @@ def read_motion(path: str | Path) -> MotionData:
         raise MotionError(path, "frame_times", "must be N strictly increasing times")
     if a["mocap_framerate"].shape != () or not float(a["mocap_framerate"]) > 0:
         raise MotionError(path, "mocap_framerate", "must be a positive number")
-    fps = float(a["mocap_framerate"])
     K = a["camera_intrinsics"]
     if K.shape != (3, 3) or not (K[0, 0] > 0 and K[1, 1] > 0):
         raise MotionError(path, "camera_intrinsics", "expected a pinhole K (3, 3) with positive focal lengths")
     if a["image_size"].shape != (2,) or np.any(a["image_size"] <= 0):
         raise MotionError(path, "image_size", "expected positive (width, height)")
-    body = str(a["body_model"])
-    if body not in ("smpl", "mannequin"):
-        raise MotionError(path, "body_model", f"{body!r} is neither 'smpl' nor 'mannequin'")
+    return times, float(a["mocap_framerate"])
+
+
+def _check_metadata(path: Path, a: dict) -> tuple[dict, int]:
+    """The provenance (a JSON object) and the track id (an integer)."""
     try:
         prov = json.loads(str(a["provenance"])) if "provenance" in a else {}
     except json.JSONDecodeError:
@@ -219,18 +247,7 @@ def read_motion(path: str | Path) -> MotionData:
         track_id = int(a["track_id"]) if "track_id" in a else 0
     except (TypeError, ValueError):
         raise MotionError(path, "track_id", "must be an integer") from None
-    contacts, ground = _optional(path, a, n)
-    return MotionData(
-        contacts=contacts, ground_plane=ground, path=str(path), poses=a["poses"].astype(np.float64),
-        trans=a["trans"].astype(np.float64),
-        betas=a["betas"].astype(np.float64), frame_times=times, fps=fps,
-        image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
-        K=a["camera_intrinsics"].astype(np.float64), joints_cam=a["joints_cam"].astype(np.float64),
-        joints_2d=a["joints_2d"].astype(np.float64), body_model=body,
-        gender=str(a["gender"]) if "gender" in a else "neutral",
-        track_id=track_id,
-        engine=str(a["engine"]) if "engine" in a else "unknown", provenance=prov,
-    )  # fmt: skip
+    return prov, track_id
 
 
 def import_budget() -> int:
