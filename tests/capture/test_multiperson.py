@@ -169,7 +169,12 @@ def test_list_people_then_pick_by_id_and_at_nobody(short_two, tmp_path):
 
 @pytest.mark.slow
 def test_pick_by_point_fits_only_that_person_and_boxes_work_with_keypoints(short_two, tmp_path):
-    res = cli("capture", short_two, "-o", tmp_path / "one", "--person", "500,100")
+    # A point inside person 1's first box, as a user clicks it on the --list-people preview.
+    res = cli("capture", short_two, "-o", tmp_path / "preview", "--list-people")
+    assert res.returncode == 0, res.stderr
+    people = {p["id"]: p for p in json.loads((tmp_path / "preview" / "people.json").read_text())["people"]}
+    x0, y0, x1, y1 = people[1]["first_box"]
+    res = cli("capture", short_two, "-o", tmp_path / "one", "--person", f"{(x0 + x1) / 2:.0f},{(y0 + y1) / 2:.0f}")
     assert res.returncode == 0, res.stderr
     assert [p.name for p in (tmp_path / "one").glob("person_*.npz")] == ["person_1.npz"]
     m = read_motion(tmp_path / "one" / "person_1.npz")
