@@ -7,7 +7,7 @@ planted) and the focal estimate's error; raw MediaPipe's own figures from its im
 on the same frames. Real footage (``--footage``, never copied): elbow/knee bend vs MediaPipe's world
 landmarks and limb joints vs MediaPipe's in the image (% of the person's height), by the shared tools.
 
-    python scripts/eval_keypoints.py [--clips out/eval_clips] [--render] [--footage /work/shared/footage]
+    python scripts/eval_keypoints.py [--clips out/eval_clips] [--render] [--footage ../shared/footage]
         [--baseline-code out/old_code]   # a tar_core tree to run as the "old" engine
 """
 
@@ -36,7 +36,7 @@ RENDERS = (  # name, motion, size, focal (None: diagonal), tilt, seed
     ("random_640x480", "random", "640x480", None, 0.0, 105),
     ("walk_480x640_f1500_tilt", "walk", "480x640", 1500, -0.25, 106),
 )
-TOOLS = Path("/work/shared/tools")
+TOOLS = ROOT.parent / "shared" / "tools"  # the read-only shared/ beside the checkout
 
 
 def run(cmd, code: Path | None = None, **kw) -> subprocess.CompletedProcess:
@@ -201,7 +201,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=Path, default=ROOT / "out" / "eval_clips")
     ap.add_argument("--render", action="store_true", help="render the default clips that are missing first")
-    ap.add_argument("--footage", type=Path, default=Path("/work/shared/footage"))
+    ap.add_argument("--footage", type=Path, default=ROOT.parent / "shared" / "footage")
     ap.add_argument("--no-footage", action="store_true")
     ap.add_argument("--baseline-code", type=Path, default=None, help="a tar_core tree to compare (e.g. the old engine)")
     ap.add_argument("--cache", type=Path, default=ROOT / "out" / "eval_cache")
