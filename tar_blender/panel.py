@@ -9,12 +9,17 @@ from .operators import _ACTIVE
 from .preferences import _SETUP, addon_prefs, draw_engine_status, engine_configured
 
 
-class TAR_PT_capture(bpy.types.Panel):
-    bl_label = "Capture from Video"
-    bl_idname = "TAR_PT_capture"
+class _Sidebar:
+    """Where the add-on's panels live: the 3D View's sidebar, tab TAR Mocap."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "TAR Mocap"
+
+
+class TAR_PT_capture(_Sidebar, bpy.types.Panel):
+    bl_label = "Capture from Video"
+    bl_idname = "TAR_PT_capture"
 
     def draw(self, context):
         layout = self.layout
@@ -62,12 +67,9 @@ class TAR_PT_capture(bpy.types.Panel):
         layout.operator("tar.import_motion", icon="IMPORT")
 
 
-class TAR_PT_retarget(bpy.types.Panel):
+class TAR_PT_retarget(_Sidebar, bpy.types.Panel):
     bl_label = "Retarget to…"
     bl_idname = "TAR_PT_retarget"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "TAR Mocap"
 
     def draw(self, context):
         layout = self.layout
