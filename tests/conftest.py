@@ -29,6 +29,22 @@ def sample_motion_path() -> Path:
     return SAMPLE_MOTION
 
 
+def read_video(path) -> tuple[list, float]:
+    """Every decoded frame of a video (BGR arrays) and its frame rate, with OpenCV."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return frames, fps
+
+
 def run_cli(*args, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     """``python -m tar_core ARGS`` from the repository root, text output captured."""
     return subprocess.run([sys.executable, "-m", "tar_core", *map(str, args)], capture_output=True, text=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from conftest import read_video
 
 from tar_core.motion_file import read_motion
 
@@ -35,14 +36,7 @@ class PersonTruth:
 
 
 def _sample():
-    cap = cv2.VideoCapture(str(SAMPLE))
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames, fps = read_video(SAMPLE)
     return np.stack(frames), read_motion(SAMPLE_GT), fps
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import read_video
 
 from tar_core.errors import EXIT_CODES
 from tar_core.motion_file import read_motion
@@ -58,14 +59,7 @@ def test_elbows_and_knees_bend_only_the_human_way(sample_fit):
 
 @pytest.mark.parametrize("seconds", [1.0, 0.25])
 def test_person_leaving_keeps_one_track_with_a_gap_or_a_bridge(tmp_path, seconds):
-    cap = cv2.VideoCapture(str(SAMPLE))
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames, fps = read_video(SAMPLE)
     gone = range(30, 30 + int(round(seconds * fps)))  # the person is not in these frames
     clip = tmp_path / "leaves.mp4"
     w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import read_video
 
 from tar_core.body_model import JOINT_NAMES, load_body_model
 from tar_core.geometry import camera
@@ -121,13 +122,7 @@ def test_render_clip_cli_writes_video_and_valid_ground_truth(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "mannequin" in res.stderr  # says which body was used
-    cap = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
+    frames, _ = read_video(out)
     assert len(frames) == 3 and frames[0].shape == (72, 96, 3)
     assert frames[0].std() > 5  # an actual picture
     m = read_motion(out.with_suffix(".npz"))
