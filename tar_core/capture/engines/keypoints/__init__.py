@@ -155,7 +155,8 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None) -> Tr
     contacts, R_f, t_f = _pin(body, a, betas, K, R_s, t_s, cfg, stop, progress)
     conf = np.where(a.observed, a.vis[:, [11, 12, 23, 24]].mean(1), 0.2).clip(0, 1)
     info = {"solver_iterations": [i["iterations"] for i in infos],
-            "solver_evaluations": [i["evaluations"] for i in infos], "ground_method": contacts.method,
+            "solver_evaluations": [i["evaluations"] for i in infos],
+            "solver_row_evaluations": [i["row_evaluations"] for i in infos], "ground_method": contacts.method,
             "seconds": time.perf_counter() - t0}
     return TrackFit(poses=_to_poses(R_f), trans=t_f, poses_raw=_to_poses(R_raw), trans_raw=t_raw, betas=betas,
                     contacts=contacts.prob, ground=contacts.ground, confidence=conf, info=info)

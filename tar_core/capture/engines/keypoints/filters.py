@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["lowpass", "lowpass_rotations"]
+__all__ = ["lowpass", "lowpass_rotations", "nearest_rotation"]
 
 ORDER = 2
 
@@ -61,3 +61,4 @@ def nearest_rotation(M: np.ndarray) -> np.ndarray:
 def lowpass_rotations(R: np.ndarray, times: np.ndarray, cutoff_hz: float) -> np.ndarray:
     """Zero-phase low-pass of rotation matrices (N, ..., 3, 3)."""
     return nearest_rotation(lowpass(R, times, cutoff_hz))
+

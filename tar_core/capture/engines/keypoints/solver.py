@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tar_core.capture.engines.keypoints.landmarks import BODY_IDS, FOOT_BODY, MP_IDS
-from tar_core.capture.engines.keypoints.optim import lbfgs
+from tar_core.capture.engines.keypoints.optim import lbfgs_rows
 from tar_core.geometry.rotations import axis_angle_to_matrix
 
 __all__ = ["FOOT_COLS", "PT_COLS", "Observations", "SolveConfig", "refine", "pose_points"]
@@ -40,15 +40,16 @@ BOX_METRES = 1.7  # a box is about one body height: 2D residuals in boxes x this
 
 @dataclass(frozen=True)
 class SolveConfig:
-    iters: int = 20
+    iters: int = 30
     tol: float = 1e-6
     chunk: int = 512
     w_2d: float = 1.0
     sigma_2d: float = 0.05  # metres-equivalent scale of the robust 2D cost
     w_face: float = 0.3  # face landmarks count this much of a limb landmark
-    w_3d: float = 0.3
+    w_3d: float = 0.0  # measured on renders: any weight here costs 2D and 3D accuracy (the IK start and
+    # the prior already carry the world landmarks' bends and depth)
     w_depth: float = 0.0  # relative depths (camera z) of the limb landmarks from the world landmarks
-    w_prior: float = 0.1  # per joint (radians^2) of the body's own joints
+    w_prior: float = 0.01  # per joint (radians^2) of the body's own joints
     w_prior_root: float = 0.0  # of the global orientation
     w_pin: float = 10.0
     w_stay: float = 0.0  # pull of the translation towards its start (the pin pass uses it)
@@ -67,6 +68,11 @@ class Observations:
     w3: torch.Tensor  # (n, L)
     pin_target: torch.Tensor | None = None  # (n, 4, 3) camera frame
     pin_w: torch.Tensor | None = None  # (n, 4)
+
+    def take(self, rows: torch.Tensor) -> Observations:
+        """The observations of ``rows`` only."""
+        pick = {k: (None if v is None else v[rows]) for k, v in vars(self).items()}
+        return Observations(**pick)
 
 
 def observations(xy, vis, world, box_size, pelvis_R, cfg: SolveConfig, pins=None) -> Observations:
@@ -94,26 +100,27 @@ def pose_points(body, betas: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> 
     return body.skeleton(R, betas.expand(len(R), -1), t, EXTRAS)
 
 
-def _loss(pts, R_global, t, t_start, delta, obs: Observations, K: torch.Tensor, cfg: SolveConfig):
+def _loss(pts, R_global, t, t_start, delta, obs: Observations, K: torch.Tensor, cfg: SolveConfig) -> torch.Tensor:
+    """(n,) each frame's loss: frames do not interact in this solve."""
     p = pts[:, PT_COLS]
     proj = p @ K.T
     uv = proj[..., :2] / proj[..., 2:3].clamp_min(1e-3)
     r2 = (((uv - obs.x2) / obs.scale[..., None]) * BOX_METRES).square().sum(-1)
     s2 = cfg.sigma_2d**2
-    loss = cfg.w_2d * (obs.w2 * (s2 * r2 / (r2 + s2))).sum()
+    loss = cfg.w_2d * (obs.w2 * (s2 * r2 / (r2 + s2))).sum(1)
     if cfg.w_3d > 0:
         mid = 0.5 * (p[:, HIP_COLS[0]] + p[:, HIP_COLS[1]])
         local = torch.einsum("nji,nkj->nki", R_global, p[:, LIMB_COLS] - mid[:, None])
-        loss = loss + cfg.w_3d * (obs.w3 * (local - obs.local3).square().sum(-1)).sum()
+        loss = loss + cfg.w_3d * (obs.w3 * (local - obs.local3).square().sum(-1)).sum(1)
     if cfg.w_depth > 0:
         mid = 0.5 * (p[:, HIP_COLS[0], 2] + p[:, HIP_COLS[1], 2])
-        loss = loss + cfg.w_depth * (obs.w3 * (p[:, LIMB_COLS, 2] - mid[:, None] - obs.depth3).square()).sum()
-    loss = loss + cfg.w_prior * delta[:, 1:].square().sum() + cfg.w_prior_root * delta[:, 0].square().sum()
-    if obs.pin_target is not None:
+        loss = loss + cfg.w_depth * (obs.w3 * (p[:, LIMB_COLS, 2] - mid[:, None] - obs.depth3).square()).sum(1)
+    loss = loss + cfg.w_prior * delta[:, 1:].square().sum((1, 2)) + cfg.w_prior_root * delta[:, 0].square().sum(1)
+    if obs.pin_target is not None and obs.pin_w is not None:
         feet = pts[:, FOOT_COLS]
-        loss = loss + cfg.w_pin * (obs.pin_w * (feet - obs.pin_target).square().sum(-1)).sum()
+        loss = loss + cfg.w_pin * (obs.pin_w * (feet - obs.pin_target).square().sum(-1)).sum(1)
     if cfg.w_stay > 0:
-        loss = loss + cfg.w_stay * (t - t_start).square().sum()
+        loss = loss + cfg.w_stay * (t - t_start).square().sum(1)
     return loss
 
 
@@ -127,19 +134,19 @@ def refine(body, betas: np.ndarray, K: np.ndarray, R0: np.ndarray, t0: np.ndarra
     t_start = torch.tensor(t0, dtype=f)
     Kt, b = torch.tensor(K, dtype=f), torch.tensor(betas, dtype=f)[None]
 
-    def unpack(x):
-        delta = x[: n * 72].view(n, 24, 3)
-        return base @ axis_angle_to_matrix(delta), t_start + x[n * 72:].view(n, 3), delta
-
-    def fun(x):
+    def fun(x, rows):  # x: (k, 75) = 24 correction rotations (axis-angle) and the translation's change
         x = x.detach().requires_grad_()
-        R, t, delta = unpack(x)
-        loss = _loss(pose_points(body, b, R, t), R[:, 0], t, t_start, delta, obs, Kt, cfg)
-        (g,) = torch.autograd.grad(loss, x)
-        return float(loss.detach()), g
+        base_k, start_k, obs_k = (base, t_start, obs) if rows is None else (base[rows], t_start[rows], obs.take(rows))
+        delta = x[:, :72].view(-1, 24, 3)
+        R, t = base_k @ axis_angle_to_matrix(delta), start_k + x[:, 72:]
+        losses = _loss(pose_points(body, b, R, t), R[:, 0], t, start_k, delta, obs_k, Kt, cfg)
+        (g,) = torch.autograd.grad(losses.sum(), x)  # rows are independent: the sum's gradient is each row's
+        return losses.detach(), g
 
-    res = lbfgs(fun, torch.zeros(n * 75), cfg.iters, cfg.tol, stop, on_iter=on_iter)
+    res = lbfgs_rows(fun, torch.zeros(n, 75), cfg.iters, cfg.tol, stop, on_iter=on_iter)
     with torch.no_grad():
-        R, t, _ = unpack(res.x)
-    info = {"iterations": res.iterations, "evaluations": res.evaluations, "converged": res.converged}
+        R, t = base @ axis_angle_to_matrix(res.x[:, :72].view(n, 24, 3)), t_start + res.x[:, 72:]
+    info = {"iterations": res.iterations, "evaluations": res.evaluations, "row_evaluations": res.row_evaluations,
+            "converged": res.converged}
     return R.double().numpy(), t.double().numpy(), info
+

@@ -1,0 +1,54 @@
+"""The frame of reference each landmarker works in: the whole image while its person is alone in view,
+else a crop that stays put while the person stays well inside it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tar_core.capture import multipose
+from tar_core.capture.tracks import TrackingPass
+from tar_core.capture.video import VideoReader
+from tar_core.util.stop import StopFlag
+
+
+class _Quiet:
+    def progress(self, *a):
+        pass
+
+
+def test_one_person_in_view_gets_mediapipes_own_whole_frame_landmarks(sample_clip):
+    """Alone in view, a person's landmarks are exactly those of MediaPipe's single-person Pose run on the
+    whole frames (from the frame the track's landmarker switched to them), not of a pass on a crop."""
+    tp = TrackingPass(_Quiet(), StopFlag())
+    with VideoReader(str(sample_clip)) as reader:
+        tracks, _ = tp.run(reader)
+        assert len(tracks) == 1
+        (track,) = tracks.values()
+        images = {f.index: f.image for f in reader}
+    pose = multipose._pose_landmarker()  # a fresh one, as the track's is reset when it takes the whole frame
+    try:
+        gaps = []
+        for k, fid in enumerate(track.frame_ids[1:], start=1):  # frame 0: the new person's pass, on a crop
+            image = images[fid]
+            res = pose.process(image)
+            h, w = image.shape[:2]
+            xy = np.array([(p.x * w, p.y * h) for p in res.pose_landmarks.landmark])
+            gaps.append(np.abs(xy - track.landmarks[k].image_xy).max())
+    finally:
+        pose.close()
+    assert len(gaps) >= 60 and max(gaps) < 1e-3
+
+
+def test_a_crop_stays_put_while_the_person_stays_inside_it():
+    """Small moves of the person's box keep the crop; leaving its inner margin or changing size re-centres it."""
+    regions = multipose._RegionPasses()
+    box = np.array([100.0, 100.0, 200.0, 300.0])
+    first = regions._square(7, box, 1.7)
+    assert np.allclose(regions._square(7, box + 12.0, 1.7), first)  # 12 px of a 340 px crop: kept
+    moved = regions._square(7, box + 80.0, 1.7)  # out of the inner margin: a new crop around the box
+    assert np.allclose(0.5 * (moved[:2] + moved[2:]), 0.5 * (box[:2] + box[2:]) + 80.0)
+    c = 0.5 * (moved[:2] + moved[2:])
+    grown = np.concatenate([c - [75.0, 150.0], c + [75.0, 150.0]])  # same place, 1.5 x the size
+    sq = regions._square(7, grown, 1.7)
+    assert np.isclose(sq[2] - sq[0], 1.7 * 300.0)
+    regions.close()
