@@ -9,6 +9,7 @@ landmarks and limb joints vs MediaPipe's in the image (% of the person's height)
 
     python scripts/eval_keypoints.py [--clips out/eval_clips] [--render] [--footage ../shared/footage]
         [--baseline-code out/old_code]   # a tar_core tree to run as the "old" engine
+        [--capture-args '--smooth-hz 3']  # options for the engine under test
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ def mediapipe_landmarks(clip: Path, cache: Path) -> dict:
         return {"image": z["image"], "world": z["world"]}
 
 
+CAPTURE_ARGS: list[str] = []  # extra ``capture`` options for the engine under test (--capture-args)
+
+
 def capture(clip: Path, out: Path, code: Path | None, reuse: bool) -> dict | str:
     if not (reuse and (out / "summary.json").is_file()):
-        res = run(["-m", "tar_core", "capture", clip, "-o", out], code)
+        res = run(["-m", "tar_core", "capture", clip, "-o", out, *(CAPTURE_ARGS if code is None else [])], code)
         if res.returncode != 0:
             return f"capture failed ({res.returncode}): {res.stderr.strip().splitlines()[-1]}"
     return json.loads((out / "summary.json").read_text())
@@ -207,7 +211,9 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / "out" / "eval_cache")
     ap.add_argument("--reuse", action="store_true", help="reuse the baseline's captures from an earlier run")
     ap.add_argument("--only", default="", help="comma-separated substrings of clip names to run")
+    ap.add_argument("--capture-args", default="", help="extra capture options for the new engine, e.g. '--smooth-hz 3'")
     args = ap.parse_args()
+    CAPTURE_ARGS[:] = args.capture_args.split()
     args.clips, args.cache, args.footage = args.clips.resolve(), args.cache.resolve(), args.footage.resolve()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.render:

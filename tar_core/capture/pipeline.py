@@ -54,6 +54,7 @@ class CaptureOptions:
     focal: float | None = None
     fov: float | None = None  # degrees across the image's longer side
     focal_35mm: float | None = None  # 35 mm-equivalent focal length, mm
+    smooth_hz: float | None = None  # keypoints engine: low-pass cut-off (None: its default)
     max_people: int = 0
     boxes: str | None = None
     fps: float | None = None  # for image folders
@@ -70,6 +71,8 @@ def _check_options(opts: CaptureOptions) -> None:
     """Refuse option values no clip could need, before anything is opened."""
     if opts.focal is not None and not (math.isfinite(opts.focal) and 1.0 <= opts.focal <= MAX_FOCAL):
         raise UsageError(f"--focal must be a focal length in pixels from 1 to {MAX_FOCAL:g}, got {opts.focal!r}")
+    if opts.smooth_hz is not None and not (math.isfinite(opts.smooth_hz) and 0.5 <= opts.smooth_hz <= 30.0):
+        raise UsageError(f"--smooth-hz must be a cut-off from 0.5 to 30 Hz, got {opts.smooth_hz!r}")
     if not 0 <= opts.max_people <= MAX_PEOPLE:
         raise UsageError(f"--max-people must be from 0 (everyone) to {MAX_PEOPLE}, got {opts.max_people}")
     if not 1 <= opts.batch_windows <= 4096:
@@ -193,7 +196,7 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         body = load_body_model(opts.body)
         summary["body_model"] = body.describe()
         engine = build_engine(engine_name, body=body, checkpoint=opts.checkpoint, device=opts.device,
-                              boxes=opts.boxes, batch_windows=opts.batch_windows)
+                              boxes=opts.boxes, batch_windows=opts.batch_windows, smooth_hz=opts.smooth_hz)
         summary.update(engine.summary())
         progress.emit("start", clip=str(opts.clip), engine=engine_name, frames=info.frame_count,
                       width=info.width, height=info.height, fps=info.fps, body_model=body.describe())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tar_core.cli.common import keywords
 
 BODY_HELP = "SMPL .pkl/.npz (default: the built-in mannequin)"
+DEFAULT_SMOOTH_HZ = 4.0  # FitConfig.cutoff_hz (not imported: the CLI starts without torch)
 
 
 def register(sub) -> None:
@@ -23,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--fov", type=float, default=None, help="field of view in degrees across the longer image side")
     p.add_argument("--focal-35mm", type=float, default=None, help="35 mm-equivalent focal length in mm (as phones "
                                                                    "report it)")
+    p.add_argument("--smooth-hz", type=float, default=None,
+                   help="keypoints engine: cut-off of the motion's zero-phase low-pass, in Hz of real time "
+                        f"(default {DEFAULT_SMOOTH_HZ:g}: lower is smoother, higher keeps faster moves)")
     p.add_argument("--max-people", type=int, default=0, help="keep the N largest people (0 = everyone tracked)")
     p.add_argument("--person", default=None,
                    help="only this person: X,Y (a point on the first frame where they are visible) or an id "

@@ -237,6 +237,8 @@ def test_an_mp4_whose_frame_data_is_destroyed_exits_10(tmp_path, boxes):
     ("--fps", "1e-300", "--fps must be a frame rate"),
     ("--focal", "1e30", "--focal must be"),
     ("--max-people", "-3", "--max-people must be"),
+    ("--smooth-hz", "0", "--smooth-hz must be"),
+    ("--smooth-hz", "nan", "--smooth-hz must be"),
 ])  # fmt: skip
 def test_absurd_option_values_are_usage_errors(tmp_path, clip, option, value, words):
     res = capture(clip, tmp_path / "out", option, value)

@@ -24,14 +24,15 @@ def resolve_engine_name(name: str, checkpoint: str | None) -> str:
 
 
 def build_engine(name: str, *, body, checkpoint: str | None = None, device: str = "auto",
-                 boxes: str | None = None, batch_windows: int = 8):
+                 boxes: str | None = None, batch_windows: int = 8, smooth_hz: float | None = None):
     """The engine called ``name``, ready to run (checkpoints loaded, so a bad one fails before tracking)."""
     if name == "tar":
         from tar_core.capture.engines.tar import TarCaptureEngine
 
         return TarCaptureEngine.load(checkpoint, body=body, device=device, batch_windows=batch_windows)
     if name == "keypoints":
-        from tar_core.capture.engines.keypoints import KeypointsEngine
+        from tar_core.capture.engines.keypoints import FitConfig, KeypointsEngine
 
-        return KeypointsEngine()  # with --boxes, the landmarks come from a landmark pass inside each box
+        cfg = FitConfig() if smooth_hz is None else FitConfig(cutoff_hz=smooth_hz)
+        return KeypointsEngine(cfg)  # with --boxes, the landmarks come from a landmark pass inside each box
     raise UsageError(f"unknown engine {name!r}")

@@ -41,9 +41,12 @@ class FitConfig:
     solve: SolveConfig = field(default_factory=SolveConfig)
     pin_solve: SolveConfig = PIN_SOLVE
     contact: ct.ContactConfig = field(default_factory=ct.ContactConfig)
-    cutoff_hz: float = 5.0  # zero-phase low-pass of the solution
-    pin_feet: bool = False  # measured: holding planted points moved the body more than it steadied the feet
-    pin_mode: str = "shift"  # "shift": the translation holds planted feet; "solve": a last solve moves legs too
+    cutoff_hz: float = 4.0  # zero-phase low-pass of the solution (capture --smooth-hz)
+    pin_feet: bool = True
+    # "depth": the distance along the viewing ray holds planted feet (their slide was mostly depth noise; the
+    # image does not change); "shift": the whole translation; "solve": a last solve moves the legs too. The
+    # last two cost 2D accuracy on renders (the feet's targets are only as good as the fitted ground).
+    pin_mode: str = "depth"
     max_gap_s: float = 0.5
     threads: int = 1  # torch threads during the fit (small batched ops: one thread is fastest)
 
@@ -134,6 +137,9 @@ def _pin(body, a, betas, K, R, t, cfg: FitConfig, stop, progress):
     target, weight = ct.pin_targets(pts[:, FOOT_COLS], contacts, a.times, cfg.contact)
     if cfg.pin_mode == "shift":
         return contacts, R, t + ct.pin_shift(pts[:, FOOT_COLS], target, weight, a.times, cfg.cutoff_hz)
+    if cfg.pin_mode == "depth":
+        dz = ct.pin_shift(pts[:, FOOT_COLS], target, weight, a.times, cfg.cutoff_hz)[:, 2]
+        return contacts, R, t * ((t[:, 2] + dz) / t[:, 2])[:, None]  # along each frame's ray through the root
     pinned = np.flatnonzero(weight.max(1) > 0)
     R_p, t_p, _ = _solve(body, a, pinned, betas, K, R[pinned], t[pinned], cfg.pin_solve, stop,
                          _reporter(progress, "feet", len(pinned)),
