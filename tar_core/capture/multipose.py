@@ -194,7 +194,7 @@ class _RegionPasses:
             lo, hi = c - (0.5 - CROP_MARGIN) * side, c + (0.5 - CROP_MARGIN) * side
             if CROP_RESIZE[0] < want / side < CROP_RESIZE[1] and (box[:2] >= lo).all() and (box[2:] <= hi).all():
                 return np.concatenate([c - side / 2, c + side / 2])
-        elif key in self._frame:  # it had the whole image: its landmarker must start afresh in a crop
+        if key in self._frame:  # a new frame of reference: the landmarker's own tracking must start afresh
             self.reset(key, 0.0)
         c = 0.5 * (box[:2] + box[2:])
         self._frame[key] = (c, want)
