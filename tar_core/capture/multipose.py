@@ -2,13 +2,14 @@
 
 Per frame:
 
-- **Region passes.** Every open track gets a landmark pass on a square crop around the box the tracker
-  predicts for it (``CROP_SCALE`` x the box's longer side), by a single-person MediaPipe ``Pose`` of its own
-  in tracking mode. The crop follows the person, so the landmarker's own frame-to-frame tracking sees a
-  nearly still person and runs its detector only when it has lost them; the person fills the crop, so
-  small people are as easy as large ones. Two people never share landmarks: each pass gives one person,
-  and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only the one whose own track
-  predicted that box is kept; the other landmarker is reset.
+- **Region passes.** Every open track gets a landmark pass by a single-person MediaPipe ``Pose`` of its own
+  in tracking mode. While the person is alone in view it runs on the whole frame, exactly MediaPipe's own
+  single-person path; with others in view, on a square crop around the box the tracker predicts
+  (``CROP_SCALE`` x the box's longer side) that stays put while the person stays inside it (the
+  landmarker's own tracking and smoothing work in the frame of the image they are given, so that frame is
+  kept still; a move restarts them). Small people fill their crop. Two people never share landmarks: each
+  pass gives one person, and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only
+  the one whose own track predicted that box is kept; the other landmarker is reset.
 - **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
   graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
   ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
