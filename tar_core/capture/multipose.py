@@ -6,9 +6,12 @@ Per frame:
   predicts for it (``CROP_SCALE`` x the box's longer side), by a single-person MediaPipe ``Pose`` of its own
   in tracking mode. The crop follows the person, so the landmarker's own frame-to-frame tracking sees a
   nearly still person and runs its detector only when it has lost them; the person fills the crop, so
-  small people are as easy as large ones. Two people never share landmarks: each pass gives one person,
-  and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only the one whose own track
-  predicted that box is kept; the other landmarker is reset.
+  small people are as easy as large ones. Other tracks' predicted boxes are blanked in the crop (outside
+  the track's own box), so where people come close the landmarker sees no one else to slide onto. Two
+  people never share landmarks: each pass gives one person, and when two passes land on the same person
+  (IoU above ``DUPLICATE_IOU``) only the one of the track seen most recently is kept (then the one nearest
+  its prediction); the other landmarker is reset. A kept pass names its track (``Detection.source``), and
+  the tracker gives it to that track first.
 - **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
   graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
   ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
@@ -150,6 +153,26 @@ def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, s
     return np.ascontiguousarray(crop), k * x0, k * y0, k * sk
 
 
+def hide_others(crop: np.ndarray, x0: float, y0: float, side: float, own: np.ndarray, others: list) -> np.ndarray:
+    """The crop (its square at (x0, y0) of ``side`` image pixels) with every box of ``others`` filled with the
+    crop's mean colour, except where it overlaps ``own``: the landmarker, which follows whoever it sees best,
+    sees no one but the person it is for where people come close (its own box is never touched)."""
+    n = crop.shape[0]
+    k = n / side
+
+    def pixels(b):
+        return np.clip(np.round((np.asarray(b) - [x0, y0, x0, y0]) * k), 0, n).astype(int)
+
+    out = crop.copy()
+    fill = crop.reshape(-1, crop.shape[2]).mean(0).astype(crop.dtype)
+    for b in others:
+        bx0, by0, bx1, by1 = pixels(b)
+        out[by0:by1, bx0:bx1] = fill
+    ox0, oy0, ox1, oy1 = pixels(own)
+    out[oy0:oy1, ox0:ox1] = crop[oy0:oy1, ox0:ox1]
+    return out
+
+
 class _RegionPasses:
     """Landmarkers in tracking mode (one person each: MediaPipe's ``Pose``, the single-person graph) keyed by
     a person's id, reused from a pool once released. Each landmarker's own tracking and smoothing work in the
@@ -176,13 +199,16 @@ class _RegionPasses:
         return pose
 
     def run(self, key: int, image: np.ndarray, box: np.ndarray, time_s: float,
-            scale: float = CROP_SCALE) -> Detection | None:
-        """The landmark pass for ``key`` on a crop around ``box``; None when it finds nobody there."""
+            scale: float = CROP_SCALE, hide: list | None = None) -> Detection | None:
+        """The landmark pass for ``key`` on a crop around ``box``; None when it finds nobody there. ``hide``:
+        other people's boxes, blanked in the crop outside ``box`` (see ``hide_others``)."""
         h, w = image.shape[:2]
         cut = crop_square(image, box, scale, lambda k: self._shrunk(image, k))
         if cut is None:
             return None
         crop, x0, y0, side = cut
+        if hide:
+            crop = hide_others(crop, x0, y0, side, box, hide)
         pose = self._get(key)
         with quiet_native_stderr():
             res = pose.process(crop)
@@ -295,8 +321,8 @@ class MultiPoseDetector:
         return dets
 
     def _track_passes(self, image, time_s: float, tracker, predicted: dict) -> list[Detection]:
-        """A region pass per open track (recently seen people first); a pass that slid onto someone else
-        (a crossing) or landed on the same person as another track's pass is dropped and its landmarker reset."""
+        """A region pass per open track (recently seen people first), other people's predicted boxes hidden in
+        its crop; then ``_settle`` decides which passes stand."""
         h, w = image.shape[:2]
         found: dict[int, Detection] = {}
         todo = sorted(predicted, key=tracker.last_frame, reverse=True)
@@ -305,30 +331,43 @@ class MultiPoseDetector:
             centre = np.clip(0.5 * (box[:2] + box[2:]), 0, [w - 1, h - 1])
             half = 0.5 * (box[2:] - box[:2])
             self.stats["region_passes"] += 1
-            d = self._regions.run(tid, image, np.concatenate([centre - half, centre + half]), time_s)
-            if d is None:
-                continue
-            fits = {t: box_iou(predicted[t], d.box)[0, 0] for t in predicted}
-            if max(fits.values()) > fits[tid] + 0.05:
-                self._regions.reset(tid, time_s)
-                continue
-            found[tid] = d
-        keys = list(found)
-        drop = set()
-        for i, a in enumerate(keys):
-            for b in keys[i + 1:]:
-                if a in drop or b in drop or box_iou(found[a].box, found[b].box)[0, 0] <= DUPLICATE_IOU:
-                    continue
-                fit_a, fit_b = (box_iou(predicted[k], found[k].box)[0, 0] for k in (a, b))
-                drop.add(b if fit_a >= fit_b else a)
+            others = [predicted[t] for t in predicted if t != tid]
+            d = self._regions.run(tid, image, np.concatenate([centre - half, centre + half]), time_s, hide=others)
+            if d is not None:
+                found[tid] = d
+        keep = self._settle(found, predicted, tracker)
         dets = []
         for tid, d in found.items():
-            if tid in drop:
+            if tid not in keep:
                 self._regions.reset(tid, time_s)
                 continue
             self._origin[id(d)] = tid
+            d.source = tid
             dets.append(d)
         return dets
+
+    @staticmethod
+    def _settle(found: dict[int, Detection], predicted: dict, tracker) -> set[int]:
+        """The tracks whose pass stands. Of passes landing on the same person (IoU above ``DUPLICATE_IOU``)
+        only the one of the track seen most recently stands (a person hidden behind another cannot take the
+        visible one's place while they overlap), then the one nearest its own prediction. A pass that fits
+        another track's prediction better than its own, where that track's own pass found nobody there, slid
+        onto someone else (a crossing): it falls."""
+        ids = list(found)
+        boxes = np.stack([found[t].box for t in ids]) if ids else np.zeros((0, 4))
+        same = box_iou(boxes, boxes) > DUPLICATE_IOU
+        rank = {t: (tracker.last_frame(t), box_iou(predicted[t], found[t].box)[0, 0]) for t in ids}
+        keep = set()
+        for i, tid in enumerate(ids):
+            twins = [ids[j] for j in np.flatnonzero(same[i]) if j != i]
+            if any(rank[t] > rank[tid] for t in twins):
+                continue
+            fits = {t: box_iou(predicted[t], found[tid].box)[0, 0] for t in predicted}
+            best = max(fits, key=lambda t: fits[t])
+            if best != tid and fits[best] > fits[tid] + 0.05 and best not in twins:
+                continue
+            keep.add(tid)
+        return keep
 
     def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool) -> list[Detection]:
         """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""

@@ -132,8 +132,9 @@ def three_people(path: Path, length: int = 120):
 
 def score_tracks(tracks: dict, truths: list[PersonTruth], in_view: float = 0.5) -> list[dict]:
     """Per true person: the track that follows them, its coverage of the frames where the person is in view
-    (``visible >= in_view``) and the id switches (changes of the matched track id from frame to frame).
-    ``tracks``: track id -> (frame ids, boxes (N, 4))."""
+    (``visible >= in_view``) and the id switches (changes of the matched track id from one frame where the
+    person is in view to the next). Only people in view are matched to boxes: a box over someone mostly
+    hidden behind another person is that other person's. ``tracks``: track id -> (frame ids, boxes (N, 4))."""
     from scipy.optimize import linear_sum_assignment
 
     from tar_core.capture.tracking import box_iou
@@ -146,13 +147,14 @@ def score_tracks(tracks: dict, truths: list[PersonTruth], in_view: float = 0.5) 
             by_frame.setdefault(int(f), []).append((tid, b))
     for f in range(T):
         cands = by_frame.get(f, [])
-        if not cands:
+        people = [k for k, t in enumerate(truths) if t.visible[f] >= in_view]
+        if not cands or not people:
             continue
-        iou = box_iou(np.stack([t.boxes[f] for t in truths]), np.stack([b for _, b in cands]))
+        iou = box_iou(np.stack([truths[k].boxes[f] for k in people]), np.stack([b for _, b in cands]))
         rows, cols = linear_sum_assignment(iou, maximize=True)
         for r, c in zip(rows, cols, strict=True):
             if iou[r, c] >= 0.3:
-                matched[r, f] = cands[c][0]
+                matched[people[r], f] = cands[c][0]
     out = []
     for k, truth in enumerate(truths):
         view = truth.visible >= in_view

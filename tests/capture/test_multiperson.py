@@ -84,6 +84,20 @@ def test_person_picker():
         select_people(tracks, 7)
 
 
+def test_hide_others_blanks_other_people_but_not_the_own_box():
+    from tar_core.capture.multipose import hide_others
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    # The crop is the square (50, 20)-(250, 220) of the image, at half resolution.
+    out = hide_others(crop, 50, 20, 200, own=np.array([90, 60, 170, 200]), others=[np.array([150, 40, 230, 180])])
+    fill = crop.reshape(-1, 3).mean(0).astype(np.uint8)
+    assert (out[10:80, 60:90] == fill).all()  # the other person, outside the own box
+    np.testing.assert_array_equal(out[20:90, 20:60], crop[20:90, 20:60])  # the own box, where they overlap too
+    np.testing.assert_array_equal(out[:, :20], crop[:, :20])  # and everything else
+    assert (out != crop).any(axis=-1).sum() > 0.9 * 70 * 30
+
+
 def test_two_people_crossing_keep_their_ids(tmp_path):
     clip = tmp_path / "two.mp4"
     truths, _ = two_people_crossing(clip)
@@ -97,8 +111,6 @@ def test_two_people_crossing_keep_their_ids(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known (issue 17 open): in the 960x288 composite A and B swap ids where they "
-                   "cross (frames 54-78), the detector missing B near its size limit; strict, so a fix shows up")
 def test_three_people_crossing_and_one_leaving(tmp_path):
     clip = tmp_path / "three.mp4"
     truths, _ = three_people(clip)
