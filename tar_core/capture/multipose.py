@@ -15,15 +15,18 @@ Per frame:
 - **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
   graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
   ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
-  frame for ``calm_s`` with nobody new. The detector sees a 224x224 copy of the frame and misses people
-  under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are also
-  searched in overlapping tiles: all of them while nobody is tracked, else one per discovery, one every
-  ``TILE_EVERY`` discoveries once calm. A detection whose hips lie near
+  frame for ``calm_s`` with nobody new. While someone is tracked, a due discovery is skipped when nothing
+  changed outside the tracked people since the last one ran (``Stillness``: a 128-pixel-wide copy of the
+  frame compared), for up to ``idle_s`` seconds. The detector sees a 224x224 copy of the frame and misses
+  people under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are
+  also searched in overlapping tiles: all of them while nobody is tracked; else the tile centred nearest to
+  where the frame changed, or in turn one per discovery (one every ``TILE_EVERY`` discoveries once calm).
+  A detection whose hips lie near
   the centre of a person found on this frame by the region passes costs nothing more; any other gets a
   landmark pass on its own region, by a fresh landmarker that then stays with the new track.
 
-With one person in view the cost per frame is one landmark pass, as with a single ``Pose`` on the whole
-frame, plus a detector run per ``calm_s``. ``LandmarksInBoxes`` runs the same region passes inside the
+With one person in view before a still background the cost per frame is one landmark pass, as with a single
+``Pose`` on the whole frame, plus a detector run per ``idle_s``. ``LandmarksInBoxes`` runs the same region passes inside the
 user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
 models; the capture path no longer needs it: the single-person graph is faster per pass.)
 """
@@ -276,6 +279,52 @@ def _same_person(square: np.ndarray, box: np.ndarray) -> bool:
     return bool(d[0] < 0.15 * h and d[1] < 0.25 * h)
 
 
+class Stillness:
+    """Whether anything changed in a frame outside the people tracked in it since the frame ``remember`` was
+    given: both frames shrunk to ``WIDTH`` pixels across (whole-pixel means), compared outside every tracked
+    person's box (then and now) grown by a quarter; changed when more than ``SHARE`` of the pixels left moved
+    by more than ``LEVEL`` grey levels. A person walking in, or stepping out from behind someone, changes
+    pixels there; a still background, and the tracked people's own motion, do not."""
+
+    WIDTH = 128
+    LEVEL = 16
+    SHARE = 0.002
+
+    def __init__(self):
+        self._ref: np.ndarray | None = None
+        self._ref_boxes: list = []
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = image.shape[:2]
+        size = (self.WIDTH, max(1, round(self.WIDTH * h / w)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.int16).mean(axis=2)
+
+    def remember(self, image: np.ndarray, boxes: list) -> None:
+        self._ref, self._ref_boxes = self._small(image), list(boxes)
+
+    def moved(self, image: np.ndarray, boxes: list) -> np.ndarray | None:
+        """Where (x, y image pixels: the centre of the moved pixels) the frame changed outside the people in
+        ``boxes`` and in the remembered boxes; None where it did not. Without a remembered frame: the centre."""
+        h, w = image.shape[:2]
+        if self._ref is None:
+            return np.array([w / 2, h / 2])
+        small = self._small(image)
+        k = small.shape[1] / image.shape[1]
+        outside = np.ones(small.shape, bool)
+        for b in [*boxes, *self._ref_boxes]:
+            grow = 0.25 * (b[2:] - b[:2])
+            x0, y0 = np.floor((b[:2] - grow) * k).astype(int).clip(0)
+            x1, y1 = np.ceil((b[2:] + grow) * k).astype(int)
+            outside[y0:y1, x0:x1] = False
+        moved = (np.abs(small - self._ref) > self.LEVEL) & outside
+        if moved.sum() <= max(2.0, self.SHARE * outside.sum()):
+            return None
+        ys, xs = np.nonzero(moved)
+        return (np.array([xs.mean(), ys.mean()]) + 0.5) / k
+
+
 class MultiPoseDetector:
     """Finds every person per frame, each with landmarks from a pass on their own region.
 
@@ -284,10 +333,13 @@ class MultiPoseDetector:
     its landmarker.
     """
 
-    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0):
+    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0, idle_s: float = 3.0):
         fps = fps or 30.0
         self.discover_every = max(1, int(round(discover_s * fps)))
         self.calm_every = max(self.discover_every, int(round(calm_s * fps)))
+        self.idle_every = max(self.calm_every, int(round(idle_s * fps)))
+        self._still = Stillness()
+        self._idle = 0  # frames since discovery last ran (not skipped)
         self._detector = _pose_detector()
         self._regions = _RegionPasses()
         self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
@@ -296,11 +348,13 @@ class MultiPoseDetector:
         self._last_ids: list[int] = []
         self._next_key = -1  # region passes on new people use negative keys until ``bind`` names the track
         self.stats = {"frames": 0, "region_passes": 0, "discovery_passes": 0, "tile_passes": 0,
-                      "new_person_passes": 0}
+                      "new_person_passes": 0, "discoveries_skipped": 0}
 
     def detect(self, image: np.ndarray, frame_index: int, time_s: float, tracker) -> list[Detection]:
-        """Discovery runs every ``discover_s``; once every track has been found on each frame for ``calm_s``
-        (and discovery found nobody new), every ``calm_s``."""
+        """Discovery is due every ``discover_s``; once every track has been found on each frame for ``calm_s``
+        (and discovery found nobody new), every ``calm_s``. While someone is tracked, a due discovery is
+        skipped when nothing changed outside the tracked people since the last one (``Stillness``), for up
+        to ``idle_s``."""
         self._origin.clear()
         open_ids = tracker.open_track_ids
         predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
@@ -310,13 +364,19 @@ class MultiPoseDetector:
             self._calm = 0
         self._last_ids = open_ids
         calm = self._calm >= self.calm_every
-        if not open_ids or self._since + 1 >= (self.calm_every if calm else self.discover_every):
-            new = self._new_people(image, time_s, predicted, dets, calm)
-            self._calm = 0 if new else self._calm
-            dets += new
+        self._since += 1
+        self._idle += 1
+        if not open_ids or self._since >= (self.calm_every if calm else self.discover_every):
             self._since = 0
-        else:
-            self._since += 1
+            where = None if not open_ids else self._still.moved(image, [d.box for d in dets])
+            if not open_ids or self._idle >= self.idle_every or where is not None:
+                new = self._new_people(image, time_s, predicted, dets, calm, where)
+                self._calm = 0 if new else self._calm
+                dets += new
+                self._idle = 0
+                self._still.remember(image, [d.box for d in dets])
+            else:
+                self.stats["discoveries_skipped"] += 1
         self._calm += 1
         return dets
 
@@ -369,11 +429,12 @@ class MultiPoseDetector:
             keep.add(tid)
         return keep
 
-    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool) -> list[Detection]:
+    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool,
+                    where: np.ndarray | None = None) -> list[Detection]:
         """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
         known = [d.box for d in dets]
         out: list[Detection] = []
-        for cand in self._candidates(image, bool(predicted), calm):
+        for cand in self._candidates(image, bool(predicted), calm, where):
             if any(_same_person(cand.box, k) for k in known):
                 continue
             key, self._next_key = self._next_key, self._next_key - 1
@@ -388,8 +449,9 @@ class MultiPoseDetector:
             known.append(d.box)
         return out
 
-    def _candidates(self, image, tracking: bool, calm: bool) -> list[Detection]:
-        """The detector on the whole frame, plus tiles of large frames (see the module docstring)."""
+    def _candidates(self, image, tracking: bool, calm: bool, where: np.ndarray | None = None) -> list[Detection]:
+        """The detector on the whole frame, plus tiles of large frames (see the module docstring): while
+        tracking, the tile centred nearest to ``where`` (something moved there) or the next in turn."""
         h, w = image.shape[:2]
         self.stats["discovery_passes"] += 1
         found = self._detect(image, (0, 0, w, h))
@@ -398,6 +460,9 @@ class MultiPoseDetector:
             grid = tiles(w, h)
             if not tracking:
                 regions = grid
+            elif where is not None:
+                regions = [min(grid, key=lambda t: float(np.hypot(0.5 * (t[0] + t[2]) - where[0],
+                                                                  0.5 * (t[1] + t[3]) - where[1])))]
             elif not calm or self._discoveries % TILE_EVERY == 0:
                 regions = [grid[self._tile % len(grid)]]
                 self._tile += 1

@@ -130,6 +130,14 @@ def three_people(path: Path, length: int = 120):
     return make_clip(path, people, 960)
 
 
+def one_walks_in(path: Path, length: int = 96):
+    """768x288: A walks on the spot; B walks in through the left edge, fully in view from about frame 50."""
+    t = np.arange(length)
+    people = [Person(ping_pong(72, length), np.stack([np.full(length, 400.0), np.zeros(length)], 1)),
+              Person(ping_pong(72, length, 30), np.stack([-400.0 + 5.0 * t, np.zeros(length)], 1))]
+    return make_clip(path, people, CROSSING_WIDTH)
+
+
 def score_tracks(tracks: dict, truths: list[PersonTruth], in_view: float = 0.5) -> list[dict]:
     """Per true person: the track that follows them, its coverage of the frames where the person is in view
     (``visible >= in_view``) and the id switches (changes of the matched track id from one frame where the

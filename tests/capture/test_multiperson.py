@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from people_clips import CROSSING_WIDTH, crossing_people, make_clip, score_tracks, three_people, two_people_crossing
+from people_clips import (
+    CROSSING_WIDTH,
+    crossing_people,
+    make_clip,
+    one_walks_in,
+    score_tracks,
+    three_people,
+    two_people_crossing,
+)
 
 from tar_core.capture.people import parse_person, select_people
 from tar_core.capture.tracks import TrackData
@@ -108,6 +116,20 @@ def test_two_people_crossing_keep_their_ids(tmp_path):
         assert r["coverage"] >= 0.95 and r["switches"] == 0, result
     # At most one region pass per person and frame.
     assert stats["region_passes"] <= 2 * stats["frames"]
+
+
+def test_discovery_rests_while_nothing_moves_but_finds_who_walks_in(tmp_path):
+    """With one person tracked and a still background, due discoveries are skipped; someone walking in
+    through the edge is found no later than the discovery cadence (every second once calm) allows."""
+    clip = tmp_path / "walk_in.mp4"
+    truths, fps = one_walks_in(clip)
+    tracks, stats = _track(clip)
+    a, b = score_tracks(tracks, truths, in_view=0.75)
+    assert a["coverage"] == 1.0 and a["switches"] == 0 and b["switches"] == 0, (a, b)
+    assert stats["discoveries_skipped"] >= 1, stats
+    first_in_view = int(np.argmax(truths[1].visible >= 0.75))
+    found = min(tracks[b["track"]][0])
+    assert found <= first_in_view + round(fps) + 1, (found, first_in_view)
 
 
 @pytest.mark.slow
