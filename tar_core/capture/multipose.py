@@ -26,8 +26,9 @@ Per frame:
   landmark pass on its own region, by a fresh landmarker that then stays with the new track.
 
 With one person in view before a still background the cost per frame is one landmark pass, as with a single
-``Pose`` on the whole frame, plus a detector run per ``idle_s``. ``LandmarksInBoxes`` runs the same region passes inside the
-user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
+``Pose`` on the whole frame (a person whose crop would hold the whole frame gets the frame itself), plus a
+detector run per ``idle_s``. ``LandmarksInBoxes`` runs the same region passes inside the user's ``--boxes``,
+one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
 models; the capture path no longer needs it: the single-person graph is faster per pass.)
 """
 
@@ -135,11 +136,16 @@ def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, s
     seldom), zero padded outside the image. Squares wider than ``MAX_CROP`` are cut from the image shrunk
     by a whole factor k (exact k x k pixel means, so coordinates just scale by k): one resampling only,
     as a second one before the landmark model's own costs accuracy. ``shrunk(k)`` may supply (and cache)
-    the shrunk image. Returns (crop, x0, y0, side) in the image's pixels, or None when too little of the
-    square lies inside the image."""
+    the shrunk image. A square that holds the whole image gives the image itself, untouched (no copy, no
+    resampling: what a single ``Pose`` on the whole frame sees). Returns (crop, x0, y0, width, height): the
+    crop and the region of the image it shows, in the image's pixels; or None when too little of the square
+    lies inside the image."""
     import cv2
 
     s = CROP_STEP * max(2, int(round(scale * max(box[2] - box[0], box[3] - box[1]) / CROP_STEP)))
+    full = 0.5 * (box[:2] + box[2:]) - s / 2
+    if full[0] <= 0 and full[1] <= 0 and full[0] + s >= image.shape[1] and full[1] + s >= image.shape[0]:
+        return image, 0, 0, image.shape[1], image.shape[0]
     k = max(1, int(np.ceil(s / MAX_CROP)))
     if k > 1:
         image = shrunk(k) if shrunk else cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
@@ -153,18 +159,19 @@ def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, s
     crop = image[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + sk, y0 + sk):
         crop = cv2.copyMakeBorder(crop, iy0 - y0, y0 + sk - iy1, ix0 - x0, x0 + sk - ix1, cv2.BORDER_CONSTANT, value=0)
-    return np.ascontiguousarray(crop), k * x0, k * y0, k * sk
+    return np.ascontiguousarray(crop), k * x0, k * y0, k * sk, k * sk
 
 
-def hide_others(crop: np.ndarray, x0: float, y0: float, side: float, own: np.ndarray, others: list) -> np.ndarray:
-    """The crop (its square at (x0, y0) of ``side`` image pixels) with every box of ``others`` filled with the
-    crop's mean colour, except where it overlaps ``own``: the landmarker, which follows whoever it sees best,
-    sees no one but the person it is for where people come close (its own box is never touched)."""
-    n = crop.shape[0]
-    k = n / side
+def hide_others(crop: np.ndarray, x0: float, y0: float, sx: float, sy: float, own: np.ndarray,
+                others: list) -> np.ndarray:
+    """The crop (showing the image region at (x0, y0) of sx x sy image pixels) with every box of ``others``
+    filled with the crop's mean colour, except where it overlaps ``own``: the landmarker, which follows whoever
+    it sees best, sees no one but the person it is for where people come close (its own box is untouched)."""
+    h, w = crop.shape[:2]
+    k = np.array([w / sx, h / sy, w / sx, h / sy])
 
     def pixels(b):
-        return np.clip(np.round((np.asarray(b) - [x0, y0, x0, y0]) * k), 0, n).astype(int)
+        return np.clip(np.round((np.asarray(b) - [x0, y0, x0, y0]) * k), 0, [w, h, w, h]).astype(int)
 
     out = crop.copy()
     fill = crop.reshape(-1, crop.shape[2]).mean(0).astype(crop.dtype)
@@ -209,15 +216,15 @@ class _RegionPasses:
         cut = crop_square(image, box, scale, lambda k: self._shrunk(image, k))
         if cut is None:
             return None
-        crop, x0, y0, side = cut
+        crop, x0, y0, sx, sy = cut
         if hide:
-            crop = hide_others(crop, x0, y0, side, box, hide)
+            crop = hide_others(crop, x0, y0, sx, sy, box, hide)
         pose = self._get(key)
         with quiet_native_stderr():
             res = pose.process(crop)
         if res.pose_landmarks is None:
             return None
-        lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, side, side)
+        lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, sx, sy)
         box = landmarks_box(lm, w, h)
         return None if box is None else Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm)
 

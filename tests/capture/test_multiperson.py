@@ -98,12 +98,25 @@ def test_hide_others_blanks_other_people_but_not_the_own_box():
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)
     # The crop is the square (50, 20)-(250, 220) of the image, at half resolution.
-    out = hide_others(crop, 50, 20, 200, own=np.array([90, 60, 170, 200]), others=[np.array([150, 40, 230, 180])])
+    out = hide_others(crop, 50, 20, 200, 200, own=np.array([90, 60, 170, 200]), others=[np.array([150, 40, 230, 180])])
     fill = crop.reshape(-1, 3).mean(0).astype(np.uint8)
     assert (out[10:80, 60:90] == fill).all()  # the other person, outside the own box
     np.testing.assert_array_equal(out[20:90, 20:60], crop[20:90, 20:60])  # the own box, where they overlap too
     np.testing.assert_array_equal(out[:, :20], crop[:, :20])  # and everything else
     assert (out != crop).any(axis=-1).sum() > 0.9 * 70 * 30
+
+
+def test_crop_square_follows_the_person_and_gives_the_whole_frame_when_it_holds_it():
+    from tar_core.capture.multipose import CROP_STEP, MAX_CROP, crop_square
+
+    image = np.random.default_rng(1).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    crop, x0, y0, sx, sy = crop_square(image, np.array([600.0, 300, 680, 470]))  # a small person: 1.7 x 170 px
+    assert sx == sy == crop.shape[0] == crop.shape[1] == 9 * CROP_STEP and (x0, y0) == (496, 241)
+    np.testing.assert_array_equal(crop, image[241:241 + sy, 496:496 + sx])
+    crop, x0, y0, sx, sy = crop_square(image, np.array([500.0, 100, 800, 700]))  # wide: cut from a shrunk copy
+    assert sx == sy and sx / crop.shape[0] == 2 and crop.shape[0] <= MAX_CROP
+    whole = crop_square(image, np.array([200.0, 0, 1080, 719]))  # the square holds the whole frame
+    assert whole[0] is image and whole[1:] == (0, 0, 1280, 720)
 
 
 def test_two_people_crossing_keep_their_ids(tmp_path):
