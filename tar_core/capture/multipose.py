@@ -51,6 +51,7 @@ DETECTION_SCALE = 1.25  # crop side / the side of the pose detector's body squar
 CROP_STEP = 32  # crop sides are multiples of this many pixels
 MAX_CROP = 640  # wider crops come from the image shrunk by a whole factor
 DUPLICATE_IOU = 0.5
+SIZE_JUMP = 1.8  # a pass whose box diagonal exceeds this x the track's recent median is refused
 TILE_MIN_SIDE = 640
 TILE_EVERY = 2
 MAX_REGION_PASSES = 12
@@ -430,7 +431,10 @@ class MultiPoseDetector:
         only the one of the track seen most recently stands (a person hidden behind another cannot take the
         visible one's place while they overlap), then the one nearest its own prediction. A pass that fits
         another track's prediction better than its own, where that track's own pass found nobody there, slid
-        onto someone else (a crossing): it falls."""
+        onto someone else (a crossing): it falls, and so does one whose box is ``SIZE_JUMP`` times the size the
+        track has had (landmarks lost in a flip or a blur spread over half the frame)."""
+        found = {t: d for t, d in found.items()
+                 if np.hypot(*(d.box[2:] - d.box[:2])) <= SIZE_JUMP * tracker.typical_size(t)}
         ids = list(found)
         boxes = np.stack([found[t].box for t in ids]) if ids else np.zeros((0, 4))
         same = box_iou(boxes, boxes) > DUPLICATE_IOU

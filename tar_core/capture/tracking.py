@@ -10,7 +10,9 @@ Tracking
     track carries a constant-velocity model of its box centre, so two people crossing paths are told
     apart by where each was heading. A track missed for up to ``max_missed`` frames keeps its id when it
     is re-found: the new box must overlap the box its motion model predicts, or its last known box, or lie
-    mostly inside that last box grown by a quarter (a person coming back where they left the frame).
+    mostly inside that last box grown by a quarter (a person coming back where they left the frame); or,
+    within ``reid_s`` seconds, lie near where the motion model puts the person with about their size, the
+    only such box for the only such lost track (a flip or a fall, where the box changes shape).
     A track that has gone unseen for more than ``max_missed`` frames ends (``update`` reports it at the
     first frame where that is true) and is never revived; a person found after that gets a new id.
 
@@ -105,6 +107,7 @@ class _Track:
     contact_since: int | None = None  # frame at which the current contact with another track began
     # Recent observations (frame, time, centre x, centre y), newest last, for the motion model.
     history: deque = field(default_factory=lambda: deque(maxlen=Tracker.HISTORY))
+    sizes: deque = field(default_factory=lambda: deque(maxlen=Tracker.HISTORY))  # recent box diagonals
 
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -149,9 +152,12 @@ class Tracker:
     HISTORY_DECAY = 0.8
     #: predicted boxes of two tracks overlapping more than this are in contact (see the module docstring)
     CONTACT_IOU = 0.2
+    #: re-identification of a lost track by position and size (see ``_near``)
+    REID_REACH = 1.0
+    REID_SIZE = 2.0
 
     def __init__(self, max_missed: int = 15, iou_threshold: float = 0.3, max_tracks: int = 0,
-                 max_frozen: int = 15):
+                 max_frozen: int = 15, reid_s: float = 1.0):
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed}")
         if not 0.0 < iou_threshold <= 1.0:
@@ -164,6 +170,7 @@ class Tracker:
         if max_frozen < 0:
             raise ValueError(f"max_frozen must be >= 0, got {max_frozen}")
         self.max_frozen = int(max_frozen)
+        self.reid_s = float(reid_s)
         self._tracks: dict[int, _Track] = {}
         self._used_ids: set[int] = set()
         self._next_id = 0
@@ -273,6 +280,10 @@ class Tracker:
         """Frame index at which an open track was last matched."""
         return self._tracks[track_id].frame
 
+    def typical_size(self, track_id: int) -> float:
+        """The median diagonal (pixels) of an open track's recent boxes."""
+        return float(np.median(self._tracks[track_id].sizes))
+
     def predict(self, track_id: int, frame_index: int, time: float) -> np.ndarray:
         """Box of an open track predicted by its constant-velocity model at a later frame."""
         return self._predict(self._tracks[track_id], frame_index, time)
@@ -317,7 +328,27 @@ class Tracker:
             grown = last + 0.25 * np.concatenate([last[:, :2] - last[:, 2:], last[:, 2:] - last[:, :2]], axis=1)
             inside = _inside(boxes, grown)  # (dets, tracks)
             scores = np.maximum(scores, np.where(inside.T >= 0.6, self.iou_threshold, 0.0))
+            scores = np.maximum(scores, np.where(self._near(tracks, predicted, boxes, frame_index, time),
+                                                 self.iou_threshold, 0.0))
         return scores
+
+    def _near(self, tracks: list[_Track], predicted: np.ndarray, boxes: np.ndarray, frame_index: int,
+              time: float) -> np.ndarray:
+        """(tracks, detections): re-identification of a track lost for at most ``reid_s`` seconds (30 frames a
+        second on the frame clock) by position and size alone, where a box no longer overlaps (a flip, a fall:
+        the body's box changes shape while the landmarks are lost). The box's centre lies within the track's
+        size x (``REID_REACH`` + the seconds gone) of where its motion model puts it, its diagonal within a
+        factor ``REID_SIZE`` of the track's recent median; and the pair is unambiguous: no other lost track
+        near that box, no other box near that track."""
+        gone = np.array([(time - t.time) if self._use_time else (frame_index - t.frame) / 30.0 for t in tracks])
+        size = np.array([np.median(t.sizes) for t in tracks])
+        diag = np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        dist = np.linalg.norm(0.5 * (predicted[:, None, :2] + predicted[:, None, 2:])
+                              - 0.5 * (boxes[None, :, :2] + boxes[None, :, 2:]), axis=-1)
+        ratio = diag[None, :] / size[:, None]
+        near = ((dist <= size[:, None] * (self.REID_REACH + gone[:, None])) & (gone[:, None] <= self.reid_s)
+                & (ratio <= self.REID_SIZE) & (ratio >= 1 / self.REID_SIZE))
+        return near & (near.sum(axis=0, keepdims=True) == 1) & (near.sum(axis=1, keepdims=True) == 1)
 
     def _by_source(self, dets: list[Detection], auto: list[_Track], frame_index: int, time: float,
                    previous: int | None) -> dict[int, int]:
@@ -361,6 +392,7 @@ class Tracker:
             track.frame, track.time = frame_index, time
         if moved or not track.history:
             track.history.append((float(frame_index), time, *_centre(det.box)))
+        track.sizes.append(float(np.hypot(*(det.box[2:] - det.box[:2]))))
         return TrackUpdate(tid, frame_index, time, det.box.copy(), det)
 
 

@@ -247,6 +247,23 @@ def test_refound_where_the_motion_model_predicts():
     assert {tid for f in ids for tid in ids[f].values()} == {0}
 
 
+def test_refound_after_a_flip_by_position_and_size():
+    # Tall box, lost for 6 frames (a flip: landmarks gone), back as a wide box a body length further on:
+    # no overlap with any earlier box, yet the same person (one lost track, one new box near it).
+    frames = [[person(300 + 2 * f)] for f in range(10)] + [[]] * 6
+    frames += [[person(440 + 2 * f, 380, w=150, h=90)] for f in range(8)]
+    assert box_iou(frames[9][0].box, frames[16][0].box)[0, 0] == 0.0
+    ids, ended = run(Tracker(max_missed=15), frames)
+    assert ended == {} and {tid for f in ids for tid in ids[f].values()} == {0}
+    # Too long gone (over reid_s), or two people lost there (ambiguous): new ids, never a guess.
+    ids, _ = run(Tracker(max_missed=60, reid_s=0.1), frames)
+    assert ids[16] == {0: 1}
+    two = [[person(300 + 2 * f), person(330 + 2 * f, 310, 58, 150)] for f in range(10)] + [[]] * 6
+    two += [[person(440 + 2 * f, 380, w=150, h=90)] for f in range(8)]
+    ids, _ = run(Tracker(max_missed=15), two)
+    assert ids[16] == {0: 2}
+
+
 def test_hints_are_obeyed():
     tracker = Tracker(max_missed=2)
     # Hints that contradict the geometry (the ids swap places) are followed exactly.
