@@ -119,6 +119,27 @@ def test_crop_square_follows_the_person_and_gives_the_whole_frame_when_it_holds_
     assert whole[0] is image and whole[1:] == (0, 0, 1280, 720)
 
 
+def test_which_region_passes_stand():
+    """Of two passes on the same person the track seen last keeps it (a person hidden behind another does not
+    take their place); a pass that slid onto another tracked person, or whose box blew up, falls."""
+    from tar_core.capture.multipose import MultiPoseDetector
+    from tar_core.capture.tracking import Detection, Tracker
+
+    def box(cx, w=100.0, h=200.0):
+        return np.array([cx - w / 2, 100, cx + w / 2, 100 + h])
+
+    tracker = Tracker()
+    for f in range(5):  # person 0 walks right, person 1 left; person 1 is missed on the last frame
+        tracker.update(f, f / 30, [Detection(box(200 + 5 * f)), *([Detection(box(300 - 5 * f))] if f < 4 else [])])
+    predicted = {t: tracker.predict(t, 5, 5 / 30) for t in (0, 1)}
+    settle = MultiPoseDetector._settle
+    same = {0: Detection(box(262)), 1: Detection(box(264))}  # nearer person 1's prediction, yet 0 was seen last
+    assert settle(same, predicted, tracker) == {0}
+    assert settle({1: Detection(box(225))}, predicted, tracker) == set()  # person 0's place, not found by 0
+    assert settle({0: Detection(box(225)), 1: Detection(box(280))}, predicted, tracker) == {0, 1}
+    assert settle({0: Detection(box(225, 400, 500))}, predicted, tracker) == set()  # 2.4 x the size
+
+
 def test_two_people_crossing_keep_their_ids(tmp_path):
     clip = tmp_path / "two.mp4"
     truths, _ = two_people_crossing(clip)
