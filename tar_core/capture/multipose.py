@@ -21,7 +21,7 @@ Per frame:
   people under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are
   also searched in overlapping tiles: all of them while nobody is tracked; else the tile centred nearest to
   where the frame changed, or in turn one per discovery (one every ``TILE_EVERY`` discoveries once calm);
-  never a tile half covered by a person the whole-frame pass found.
+  never a tile three quarters covered by a person the whole-frame pass found.
   A detection whose hips lie near
   the centre of a person found on this frame by the region passes costs nothing more; any other gets a
   landmark pass on its own region, by a fresh landmarker that then stays with the new track.
@@ -281,11 +281,12 @@ def _starts(length: int, side: int) -> list[int]:
 
 
 def _covers(box: np.ndarray, region) -> bool:
-    """Whether ``box`` covers at least half of the region (x0, y0, x1, y1)."""
+    """Whether ``box`` covers at least three quarters of the region (x0, y0, x1, y1): no room left there for
+    someone the detector could miss on the whole frame and find in the tile."""
     x0, y0, x1, y1 = region
     w = max(0.0, min(box[2], x1) - max(box[0], x0))
     h = max(0.0, min(box[3], y1) - max(box[1], y0))
-    return w * h >= 0.5 * (x1 - x0) * (y1 - y0)
+    return w * h >= 0.75 * (x1 - x0) * (y1 - y0)
 
 
 def _same_person(square: np.ndarray, box: np.ndarray) -> bool:
@@ -299,7 +300,8 @@ def _same_person(square: np.ndarray, box: np.ndarray) -> bool:
 class Stillness:
     """Whether anything changed in a frame outside the people tracked in it since the frame ``remember`` was
     given: both frames shrunk to ``WIDTH`` pixels across (sampled, then blurred), compared outside every tracked
-    person's box (then and now) grown by a quarter; changed when more than ``SHARE`` of the pixels left moved
+    person's box (then and now; not grown: someone close beside them must count); changed when more than
+    ``SHARE`` of the pixels left moved
     by more than ``LEVEL`` grey levels. A person walking in, or stepping out from behind someone, changes
     pixels there; a still background, and the tracked people's own motion, do not."""
 
@@ -333,9 +335,8 @@ class Stillness:
         k = small.shape[1] / image.shape[1]
         outside = np.ones(small.shape, bool)
         for b in [*boxes, *self._ref_boxes]:
-            grow = 0.25 * (b[2:] - b[:2])
-            x0, y0 = np.floor((b[:2] - grow) * k).astype(int).clip(0)
-            x1, y1 = np.ceil((b[2:] + grow) * k).astype(int)
+            x0, y0 = np.floor(b[:2] * k).astype(int).clip(0)
+            x1, y1 = np.ceil(b[2:] * k).astype(int)
             outside[y0:y1, x0:x1] = False
         moved = (np.abs(small - self._ref) > self.LEVEL) & outside
         if moved.sum() <= max(2.0, self.SHARE * outside.sum()):
