@@ -7,14 +7,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import bpy
 from bpy.app.handlers import persistent
-from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import actions, importer
-from .logic.engine import EngineRun, capture_command
+from .logic.engine import EngineRun, capture_command, people_preview
 from .logic.motion import MotionError
 from .logic.setup import CHECK_SCRIPT, SetupRun, has_nvidia_gpu, setup_steps, venv_python, venv_ready
 from .logic.workflow import (
@@ -26,6 +27,9 @@ from .logic.workflow import (
     clip_name,
     engine_missing,
     focal_mm_to_pixels,
+    person_label,
+    preview_folder,
+    preview_status,
     stage_progress,
     write_cache,
 )
@@ -134,7 +138,37 @@ def _no_engine(message: str) -> str:
 CANCEL_GRACE_S = 5.0  # after SIGINT the engine gets this long to flush finished people, then SIGKILL
 
 
-class CaptureJob:
+class _EngineJob:
+    """What a capture and a people preview share: following the engine's progress, and cancel (SIGINT at
+    once, SIGKILL after ``CANCEL_GRACE_S``) without blocking."""
+
+    run: EngineRun | None
+    started: float
+    engine = "keypoints"  # whose stage names the progress label follows
+    _interrupted_at: float | None = None
+
+    def _advance(self, context) -> bool:
+        """One poll of the running engine; True while it runs."""
+        run, s = self.run, context.scene.tar_capture
+        assert run is not None
+        if _ACTIVE["cancel"] and not run.cancelled:
+            s.status = "Cancelling: keeping the people already finished…"
+            run.interrupt()
+            self._interrupted_at = time.monotonic()
+        elif self._interrupted_at is not None and time.monotonic() - self._interrupted_at > CANCEL_GRACE_S:
+            run.kill()
+        run.poll()
+        if not run.running:
+            return False
+        if not run.cancelled:
+            p = run.last_progress or {}
+            frac, label = stage_progress(p.get("stage"), p.get("done", 0), p.get("total"), self.engine)
+            s.progress = frac
+            s.status = f"{label} ({time.monotonic() - self.started:.0f} s)"
+        return True
+
+
+class CaptureJob(_EngineJob):
     """One capture: start the engine (or reuse an identical earlier capture), ``step`` it (poll
     progress, import when it ends), cancel without blocking.
 
@@ -163,6 +197,7 @@ class CaptureJob:
         self.playhead = scene.frame_current
         self.name = clip_name(self.clip)
         self.settings = _engine_settings(context, self.clip)
+        self.engine = self.settings["engine"]
         self.key = cache_key(self.clip, self.settings)
         base, why = motion_base_dir(context)
         self.out_dir = capture_folder(base, self.name, self.key)
@@ -187,24 +222,11 @@ class CaptureJob:
         """Poll once: 'RUNNING', or the final 'FINISHED' / 'CANCELLED' (after importing / reporting)."""
         if self.abandoned:
             return "CANCELLED"
-        run, s = self.run, context.scene.tar_capture
-        if run is None:  # a cached capture: import at once
+        if self.run is None:  # a cached capture: import at once
             return self._finish(context)
-        if _ACTIVE["cancel"] and not run.cancelled:
-            s.status = "Cancelling: keeping the people already finished…"
-            run.interrupt()
-            self._interrupted_at = time.monotonic()
-        elif self._interrupted_at is not None and time.monotonic() - self._interrupted_at > CANCEL_GRACE_S:
-            run.kill()
-        run.poll()
-        if run.running:
-            if not run.cancelled:
-                p = run.last_progress or {}
-                frac, label = stage_progress(p.get("stage"), p.get("done", 0), p.get("total"), self.settings["engine"])
-                s.progress = frac
-                s.status = f"{label} ({time.monotonic() - self.started:.0f} s)"
+        if self._advance(context):
             return "RUNNING"
-        run.wait()
+        self.run.wait()
         return self._finish(context)
 
     def _finish(self, context) -> str:
@@ -250,6 +272,76 @@ class CaptureJob:
         return "FINISHED"
 
 
+class PreviewJob(_EngineJob):
+    """The people preview: the engine's ``capture --list-people`` on the clip (tracking only) into the clip's
+    preview folder; when it ends, the panel's people list is filled from its ``people.json`` and its
+    ``people.png`` is loaded as an image, so the user can pick one person (``tar.pick_person``)."""
+
+    def __init__(self, context, report):
+        self.report = report
+        s = context.scene.tar_capture
+        self.clip = bpy.path.abspath(s.clip)
+        if not s.clip or not Path(self.clip).is_file():
+            raise FileNotFoundError(f"Clip not found: {self.clip or '(none chosen)'}")
+        base, _why = motion_base_dir(context)
+        self.out_dir = preview_folder(base, clip_name(self.clip))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        self.abandoned = False
+        prefs = addon_prefs(context)
+        cmd = capture_command(engine_python(context), self.clip, str(self.out_dir), engine="keypoints",
+                              device=prefs.device if prefs else "auto", list_people=True)
+        try:
+            self.run = EngineRun(cmd, engine_path=engine_root(), log_path=self.out_dir / "engine.log")
+        except OSError as exc:
+            raise OSError(_no_engine(f"Cannot start the engine ({exc})")) from None
+        _ACTIVE.update(run=self.run, job=self, cancel=False)
+        s.running, s.progress, s.status = True, 0.0, "Finding people…"
+
+    def step(self, context) -> str:
+        """Poll once: 'RUNNING', or the final 'FINISHED' / 'CANCELLED'."""
+        if self.abandoned:
+            return "CANCELLED"
+        if self._advance(context):
+            return "RUNNING"
+        assert self.run is not None
+        self.run.wait()
+        return self._finish(context)
+
+    def _finish(self, context) -> str:
+        run, s = self.run, context.scene.tar_capture
+        assert run is not None
+        _ACTIVE.update(run=None, job=None, cancel=False)
+        s.running, s.progress = False, 0.0
+        failure = run.failure_message()
+        if failure:
+            if not run.cancelled and engine_missing(failure, run.returncode):
+                failure = _no_engine(failure)
+            s.status = failure
+            self.report("WARNING" if run.cancelled else "ERROR", f"TAR people preview: {failure}")
+            return "CANCELLED"
+        people = people_preview(str(self.out_dir))
+        s.people.clear()
+        for p in people:
+            item = s.people.add()
+            item.person_id, item.label = int(p["id"]), person_label(p)
+        s.preview_clip = s.clip
+        image = _load_preview_image(self.out_dir / "people.png")
+        s.status = preview_status(people)
+        where = f"; the first frame with their numbers is the image '{image}'" if image else ""
+        self.report("INFO", f"{s.status}{where} ({self.out_dir})")
+        return "FINISHED"
+
+
+def _load_preview_image(path: Path) -> str | None:
+    """Load (or reload) the preview's people.png as an image; its name, or None when there is none."""
+    if not path.is_file():
+        return None
+    image = bpy.data.images.load(str(path), check_existing=True)
+    image.reload()
+    return image.name
+
+
 def stop_engine() -> bool:
     """Stop a running capture now (the file it belongs to is closing); True if one was running."""
     job, run = _ACTIVE.get("job"), _ACTIVE.get("run")
@@ -279,12 +371,11 @@ def _on_exit() -> None:
         run.cancel()
 
 
-class TAR_OT_capture(bpy.types.Operator):
-    """Run the engine on the clip and import the people it finds (Esc cancels)"""
+class _JobOperator:
+    """An operator that runs one engine job (``JOB``): modal with a timer in the UI (Esc cancels), blocking in
+    background mode and scripts."""
 
-    bl_idname = "tar.capture"
-    bl_label = "Capture from Video"
-    bl_options = {"REGISTER", "UNDO"}
+    JOB: type = CaptureJob
 
     @classmethod
     def poll(cls, context):
@@ -292,11 +383,12 @@ class TAR_OT_capture(bpy.types.Operator):
 
     def _job(self, context):
         context.scene.tar_capture.status = ""  # a new run: nothing of the last one stays on the panel
+        report = cast(bpy.types.Operator, self).report  # the mixin always comes with an Operator
         try:
-            return CaptureJob(context, lambda level, msg: self.report({level}, msg))
+            return self.JOB(context, lambda level, msg: report({level}, msg))
         except (OSError, ValueError) as exc:  # FileNotFoundError included
             context.scene.tar_capture.status = str(exc)
-            self.report({"ERROR"}, str(exc))
+            report({"ERROR"}, str(exc))
             return None
 
     def execute(self, context):
@@ -332,6 +424,37 @@ class TAR_OT_capture(bpy.types.Operator):
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return {state}
+
+
+class TAR_OT_capture(_JobOperator, bpy.types.Operator):
+    """Run the engine on the clip and import the people it finds (Esc cancels)"""
+
+    bl_idname = "tar.capture"
+    bl_label = "Capture from Video"
+    bl_options = {"REGISTER", "UNDO"}
+    JOB = CaptureJob
+
+
+class TAR_OT_preview_people(_JobOperator, bpy.types.Operator):
+    """Find the people in the clip (tracking only, no motion) and list them to pick one (Esc cancels)"""
+
+    bl_idname = "tar.preview_people"
+    bl_label = "Preview People"
+    JOB = PreviewJob
+
+
+class TAR_OT_pick_person(bpy.types.Operator):
+    """Capture only this person of the preview (-1: all people)"""
+
+    bl_idname = "tar.pick_person"
+    bl_label = "Pick Person"
+    bl_options = {"REGISTER", "UNDO"}
+
+    person_id: IntProperty(name="Person", default=-1, min=-1)  # type: ignore
+
+    def execute(self, context):
+        context.scene.tar_capture.person = "" if self.person_id < 0 else str(self.person_id)
+        return {"FINISHED"}
 
 
 def _redraw(context=None) -> None:
@@ -573,8 +696,8 @@ def menu_import(self, context):
     self.layout.operator(TAR_OT_import_motion.bl_idname, text="TAR Motion (.npz)")
 
 
-CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_cancel_capture, TAR_OT_setup_engine, TAR_OT_cancel_setup,
-           TAR_OT_check_engine, TAR_OT_retarget, TAR_OT_smooth_motion)
+CLASSES = (TAR_OT_import_motion, TAR_OT_capture, TAR_OT_preview_people, TAR_OT_pick_person, TAR_OT_cancel_capture,
+           TAR_OT_setup_engine, TAR_OT_cancel_setup, TAR_OT_check_engine, TAR_OT_retarget, TAR_OT_smooth_motion)
 
 
 def register():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from .logic.engine import people_preview
+from .logic.workflow import picked_person
 from .operators import _ACTIVE
 from .preferences import _SETUP, addon_prefs, draw_engine_status, engine_configured
 
@@ -34,9 +34,11 @@ class TAR_PT_capture(_Sidebar, bpy.types.Panel):
         if s.focal_mode == "MM":
             row.prop(s, "focal_mm", text="")
         col.prop(s, "person", text="Person (empty: all)")
-        picks = people_preview(bpy.path.abspath(s.output_dir)) if s.output_dir else []
-        if picks:
-            col.label(text="Preview: people " + ", ".join(str(p["id"]) for p in picks), icon="INFO")
+        row = col.row()
+        row.enabled = _ACTIVE["run"] is None
+        row.operator("tar.preview_people", icon="VIEWZOOM")
+        if s.people and s.preview_clip == s.clip:
+            _draw_people(col.box(), s)
         col.prop(s, "with_mesh")
         col.prop(s, "smoothing")
         col = layout.column(align=True)
@@ -65,6 +67,14 @@ class TAR_PT_capture(_Sidebar, bpy.types.Panel):
             layout.label(text="TAR: built-in demo checkpoint (synthetic)", icon="INFO")
         layout.separator()
         layout.operator("tar.import_motion", icon="IMPORT")
+
+
+def _draw_people(layout, s) -> None:
+    """The preview's people, one button each (pressed: the one the Person field names), and All People."""
+    picked = picked_person(s.person, [p.person_id for p in s.people])
+    layout.operator("tar.pick_person", text="All People", depress=not s.person.strip()).person_id = -1
+    for p in s.people:
+        layout.operator("tar.pick_person", text=p.label, depress=picked == p.person_id).person_id = p.person_id
 
 
 class TAR_PT_retarget(_Sidebar, bpy.types.Panel):

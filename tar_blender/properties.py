@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 SCENE_TIMING = [
     ("AUTO", "Clip's When Unanimated", "Take the clip's fps and frame range when nothing in the scene is animated"),
     ("YES", "Clip's", "The scene takes the clip's fps and frame range"),
     ("NO", "Keep Scene's", "Keep the scene's fps and range (keys still land at the clip's real times)"),
 ]
+
+
+class TAR_PreviewPerson(bpy.types.PropertyGroup):
+    """One person of the people preview (``Preview People``)."""
+
+    person_id: IntProperty(name="Id", default=0, min=0)  # type: ignore
+    label: StringProperty(name="Label", default="")  # type: ignore
 
 
 class TAR_CaptureSettings(bpy.types.PropertyGroup):
@@ -55,6 +70,9 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
         name="Output", subtype="DIR_PATH",
         description="Motion files go to <this folder>/<clip>/ (empty: //mocap/<clip>/ next to the saved .blend)",
     )
+    # The last people preview of the clip: who to pick from, and where its people.png is.
+    people: CollectionProperty(type=TAR_PreviewPerson)  # type: ignore
+    preview_clip: StringProperty(default="")  # type: ignore
     # Live state of a running capture.
     running: BoolProperty(default=False, options={"SKIP_SAVE"})  # type: ignore
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})  # type: ignore
@@ -94,6 +112,7 @@ class TAR_RetargetSettings(bpy.types.PropertyGroup):
 
 
 def register():
+    bpy.utils.register_class(TAR_PreviewPerson)
     bpy.utils.register_class(TAR_CaptureSettings)
     setattr(bpy.types.Scene, "tar_capture", PointerProperty(type=TAR_CaptureSettings))  # noqa: B010 (typed stubs)
     bpy.utils.register_class(TAR_RetargetSettings)
@@ -105,3 +124,4 @@ def unregister():
     bpy.utils.unregister_class(TAR_RetargetSettings)
     delattr(bpy.types.Scene, "tar_capture")
     bpy.utils.unregister_class(TAR_CaptureSettings)
+    bpy.utils.unregister_class(TAR_PreviewPerson)

@@ -20,7 +20,8 @@ from pathlib import Path
 __all__ = [
     "CACHE_FILE", "NO_ENGINE_HINT", "FULL_FRAME_DIAGONAL_MM", "Timing", "cache_key", "cached_outputs", "capture_folder",
     "check_checkpoint", "check_python", "check_smpl_file", "clip_name", "engine_missing", "fps_settings",
-    "focal_mm_to_pixels", "frame_range", "plan_timing", "stage_progress", "take_name", "write_cache",
+    "focal_mm_to_pixels", "frame_range", "person_label", "picked_person", "plan_timing", "preview_folder",
+    "preview_status", "stage_progress", "take_name", "write_cache",
 ]  # fmt: skip
 
 # --------------------------------------------------------------------------------------------
@@ -123,6 +124,40 @@ def capture_folder(base: str | os.PathLike[str], clip: str, key: str) -> Path:
     if data is None or data.get("key") == key:
         return folder
     return folder / f"run-{key[:8]}"
+
+
+PREVIEW_FOLDER = "people-preview"
+
+
+def preview_folder(base: str | os.PathLike[str], clip: str) -> Path:
+    """Where the people preview of a clip goes (``people.png``, ``people.json``): ``<base>/<clip>/people-preview/``,
+    beside the clip's captures and never mixed with their motion files."""
+    return Path(base) / clip / PREVIEW_FOLDER
+
+
+def person_label(person: dict) -> str:
+    """A preview person's line in the panel: their id, where they appear and for how long."""
+    first, last = int(person.get("first_frame", 0)), int(person.get("last_frame", 0))
+    when = f"frames {first}–{last}" if first == 0 else f"from frame {first} to {last}"
+    return f"Person {int(person['id'])}: {when}"
+
+
+def picked_person(text: str, ids: Iterable[int]) -> int | None:
+    """The preview id the Person field names (None: all people, a point, or an id the preview lacks)."""
+    text = text.strip()
+    if not text.isdigit():
+        return None
+    value = int(text)
+    return value if value in set(ids) else None
+
+
+def preview_status(people: Sequence[dict]) -> str:
+    """What the panel says after a preview."""
+    if not people:
+        return "Preview: nobody found in the clip"
+    if len(people) == 1:
+        return "Preview: 1 person found"
+    return f"Preview: {len(people)} people found: pick one, or All People"
 
 
 def cached_outputs(folder: str | os.PathLike[str], key: str) -> list[str] | None:

@@ -4,25 +4,33 @@ Per frame:
 
 - **Region passes.** Every open track gets a landmark pass by a single-person MediaPipe ``Pose`` of its own
   in tracking mode. While the person is alone in view it runs on the whole frame, exactly MediaPipe's own
-  single-person path; with others in view, on a square crop around the box the tracker predicts
-  (``CROP_SCALE`` x the box's longer side) that stays put while the person stays inside it (the
+  single-person path. With others in view it runs on a square crop around the box the tracker predicts
+  (``CROP_SCALE`` x the box's longer side) that stays put while the person stays inside it: the
   landmarker's own tracking and smoothing work in the frame of the image they are given, so that frame is
-  kept still; a move restarts them). Small people fill their crop. Two people never share landmarks: each
-  pass gives one person, and when two passes land on the same person (IoU above ``DUPLICATE_IOU``) only
-  the one whose own track predicted that box is kept; the other landmarker is reset.
+  kept still (a move restarts them). Small people fill their crop. Other tracks' predicted boxes are
+  blanked in the crop (outside the track's own box), so where people come close the landmarker sees no one
+  else to slide onto. Two people never share landmarks: each pass gives one person, and when two passes
+  land on the same person (IoU above ``DUPLICATE_IOU``) only the one of the track seen most recently is
+  kept (then the one nearest its prediction); the other landmarker is reset. A kept pass names its track
+  (``Detection.source``), and the tracker gives it to that track first.
 - **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
   graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
   ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
-  frame for ``calm_s`` with nobody new. The detector sees a 224x224 copy of the frame and misses people
-  under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are also
-  searched in overlapping tiles: all of them while nobody is tracked, else one per discovery, one every
-  ``TILE_EVERY`` discoveries once calm. A detection whose hips lie near
+  frame for ``calm_s`` with nobody new. While someone is tracked, a due discovery is skipped when nothing
+  changed outside the tracked people since the last one ran (``Stillness``: a 128-pixel-wide copy of the
+  frame compared), for up to ``idle_s`` seconds. The detector sees a 224x224 copy of the frame and misses
+  people under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are
+  also searched in overlapping tiles: all of them while nobody is tracked; else the tile centred nearest to
+  where the frame changed, or in turn one per discovery (one every ``TILE_EVERY`` discoveries once calm);
+  never a tile three quarters covered by a person the whole-frame pass found.
+  A detection whose hips lie near
   the centre of a person found on this frame by the region passes costs nothing more; any other gets a
   landmark pass on its own region, by a fresh landmarker that then stays with the new track.
 
-With one person in view the cost per frame is one landmark pass, as with a single ``Pose`` on the whole
-frame, plus a detector run per ``calm_s``. ``LandmarksInBoxes`` runs the same region passes inside the
-user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
+With one person in view before a still background the cost per frame is one landmark pass, as with a single
+``Pose`` on the whole frame (a person whose crop would hold the whole frame gets the frame itself), plus a
+detector run per ``idle_s``. ``LandmarksInBoxes`` runs the same region passes inside the user's ``--boxes``,
+one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
 models; the capture path no longer needs it: the single-person graph is faster per pass.)
 """
 
@@ -44,9 +52,12 @@ DETECTION_SCALE = 1.25  # crop side / the side of the pose detector's body squar
 CROP_STEP = 32  # crop sides are multiples of this many pixels
 MAX_CROP = 640  # wider crops come from the image shrunk by a whole factor
 DUPLICATE_IOU = 0.5
+SIZE_JUMP = 1.8  # a pass whose box diagonal exceeds this x the track's recent median is refused
 TILE_MIN_SIDE = 640
 TILE_EVERY = 2
 MAX_REGION_PASSES = 12
+WHOLE_MIN = 0.125  # the whole frame only for a person whose box half-side is this x the frame's longer side
+# (a box of a quarter of it: MediaPipe's own whole-frame detector misses smaller people)
 MIN_OWN_IOU = 0.05  # a pass whose person barely overlaps the track's predicted box found someone else
 CROP_MARGIN = 0.06  # a crop is kept while the person's box stays this fraction of its side inside it
 CROP_RESIZE = (0.8, 1.25)  # ... and while the side it would have now is within these factors of its own
@@ -134,11 +145,16 @@ def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, s
     seldom), zero padded outside the image. Squares wider than ``MAX_CROP`` are cut from the image shrunk
     by a whole factor k (exact k x k pixel means, so coordinates just scale by k): one resampling only,
     as a second one before the landmark model's own costs accuracy. ``shrunk(k)`` may supply (and cache)
-    the shrunk image. Returns (crop, x0, y0, side) in the image's pixels, or None when too little of the
-    square lies inside the image."""
+    the shrunk image. A square that holds the whole image gives the image itself, untouched (no copy, no
+    resampling: what a single ``Pose`` on the whole frame sees). Returns (crop, x0, y0, width, height): the
+    crop and the region of the image it shows, in the image's pixels; or None when too little of the square
+    lies inside the image."""
     import cv2
 
     s = CROP_STEP * max(2, int(round(scale * max(box[2] - box[0], box[3] - box[1]) / CROP_STEP)))
+    full = 0.5 * (box[:2] + box[2:]) - s / 2
+    if full[0] <= 0 and full[1] <= 0 and full[0] + s >= image.shape[1] and full[1] + s >= image.shape[0]:
+        return image, 0, 0, image.shape[1], image.shape[0]
     k = max(1, int(np.ceil(s / MAX_CROP)))
     if k > 1:
         image = shrunk(k) if shrunk else cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
@@ -152,7 +168,28 @@ def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, s
     crop = image[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + sk, y0 + sk):
         crop = cv2.copyMakeBorder(crop, iy0 - y0, y0 + sk - iy1, ix0 - x0, x0 + sk - ix1, cv2.BORDER_CONSTANT, value=0)
-    return np.ascontiguousarray(crop), k * x0, k * y0, k * sk
+    return np.ascontiguousarray(crop), k * x0, k * y0, k * sk, k * sk
+
+
+def hide_others(crop: np.ndarray, x0: float, y0: float, sx: float, sy: float, own: np.ndarray,
+                others: list) -> np.ndarray:
+    """The crop (showing the image region at (x0, y0) of sx x sy image pixels) with every box of ``others``
+    filled with the crop's mean colour, except where it overlaps ``own``: the landmarker, which follows whoever
+    it sees best, sees no one but the person it is for where people come close (its own box is untouched)."""
+    h, w = crop.shape[:2]
+    k = np.array([w / sx, h / sy, w / sx, h / sy])
+
+    def pixels(b):
+        return np.clip(np.round((np.asarray(b) - [x0, y0, x0, y0]) * k), 0, [w, h, w, h]).astype(int)
+
+    out = crop.copy()
+    fill = crop.reshape(-1, crop.shape[2]).mean(0).astype(crop.dtype)
+    for b in others:
+        bx0, by0, bx1, by1 = pixels(b)
+        out[by0:by1, bx0:bx1] = fill
+    ox0, oy0, ox1, oy1 = pixels(own)
+    out[oy0:oy1, ox0:ox1] = crop[oy0:oy1, ox0:ox1]
+    return out
 
 
 class _RegionPasses:
@@ -209,10 +246,10 @@ class _RegionPasses:
         h, w = image.shape[:2]
         return image, 0, 0, w, h
 
-    def run(self, key: int, image: np.ndarray, box: np.ndarray, time_s: float,
-            scale: float = CROP_SCALE, whole: bool = False) -> Detection | None:
+    def run(self, key: int, image: np.ndarray, box: np.ndarray, time_s: float, scale: float = CROP_SCALE,
+            hide: list | None = None, whole: bool = False) -> Detection | None:
         """The landmark pass for ``key`` on the whole image or on a crop around ``box``; None when it finds
-        nobody there."""
+        nobody there. ``hide``: other people's boxes, blanked in a crop outside ``box`` (see ``hide_others``)."""
         h, w = image.shape[:2]
         if whole:
             crop, x0, y0, sx, sy = self._image(key, image)
@@ -220,8 +257,9 @@ class _RegionPasses:
             cut = crop_square(image, self._square(key, box, scale), 1.0, lambda k: self._shrunk(image, k))
             if cut is None:
                 return None
-            crop, x0, y0, sx = cut
-            sy = sx
+            crop, x0, y0, sx, sy = cut
+            if hide:
+                crop = hide_others(crop, x0, y0, sx, sy, box, hide)
         pose = self._get(key)
         with quiet_native_stderr():
             res = pose.process(crop)
@@ -283,12 +321,69 @@ def _starts(length: int, side: int) -> list[int]:
     return [int(round(v)) for v in np.linspace(0, length - side, n)]
 
 
+def _covers(box: np.ndarray, region) -> bool:
+    """Whether ``box`` covers at least three quarters of the region (x0, y0, x1, y1): no room left there for
+    someone the detector could miss on the whole frame and find in the tile."""
+    x0, y0, x1, y1 = region
+    w = max(0.0, min(box[2], x1) - max(box[0], x0))
+    h = max(0.0, min(box[3], y1) - max(box[1], y0))
+    return w * h >= 0.75 * (x1 - x0) * (y1 - y0)
+
+
 def _same_person(square: np.ndarray, box: np.ndarray) -> bool:
     """Whether a detector square (centred on the hips) belongs to the person found in ``box``: the hips lie
     near the box's centre (a person's box centre is about at the hips)."""
     d = np.abs(0.5 * (square[:2] + square[2:]) - 0.5 * (box[:2] + box[2:]))
     h = box[3] - box[1]
     return bool(d[0] < 0.15 * h and d[1] < 0.25 * h)
+
+
+class Stillness:
+    """Whether anything changed in a frame outside the people tracked in it since the frame ``remember`` was
+    given: both frames shrunk to ``WIDTH`` pixels across (sampled, then blurred), compared outside every tracked
+    person's box (then and now; not grown: someone close beside them must count); changed when more than
+    ``SHARE`` of the pixels left moved
+    by more than ``LEVEL`` grey levels. A person walking in, or stepping out from behind someone, changes
+    pixels there; a still background, and the tracked people's own motion, do not."""
+
+    WIDTH = 128
+    LEVEL = 16
+    SHARE = 0.002
+
+    def __init__(self):
+        self._ref: np.ndarray | None = None
+        self._ref_boxes: list = []
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = image.shape[:2]
+        size = (self.WIDTH, max(1, round(self.WIDTH * h / w)))
+        step = max(1, w // self.WIDTH)  # every step-th pixel, then a blur: cheap on any frame (area means are not)
+        small = cv2.resize(image[::step, ::step], size, interpolation=cv2.INTER_LINEAR)
+        return cv2.GaussianBlur(small, (3, 3), 0).astype(np.int16).mean(axis=2)
+
+    def remember(self, image: np.ndarray, boxes: list) -> None:
+        self._ref, self._ref_boxes = self._small(image), list(boxes)
+
+    def moved(self, image: np.ndarray, boxes: list) -> np.ndarray | None:
+        """Where (x, y image pixels: the centre of the moved pixels) the frame changed outside the people in
+        ``boxes`` and in the remembered boxes; None where it did not. Without a remembered frame: the centre."""
+        h, w = image.shape[:2]
+        if self._ref is None:
+            return np.array([w / 2, h / 2])
+        small = self._small(image)
+        k = small.shape[1] / image.shape[1]
+        outside = np.ones(small.shape, bool)
+        for b in [*boxes, *self._ref_boxes]:
+            x0, y0 = np.floor(b[:2] * k).astype(int).clip(0)
+            x1, y1 = np.ceil(b[2:] * k).astype(int)
+            outside[y0:y1, x0:x1] = False
+        moved = (np.abs(small - self._ref) > self.LEVEL) & outside
+        if moved.sum() <= max(2.0, self.SHARE * outside.sum()):
+            return None
+        ys, xs = np.nonzero(moved)
+        return (np.array([xs.mean(), ys.mean()]) + 0.5) / k
 
 
 class MultiPoseDetector:
@@ -299,23 +394,29 @@ class MultiPoseDetector:
     its landmarker.
     """
 
-    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0):
+    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0, idle_s: float = 3.0):
         fps = fps or 30.0
         self.discover_every = max(1, int(round(discover_s * fps)))
         self.calm_every = max(self.discover_every, int(round(calm_s * fps)))
+        self.idle_every = max(self.calm_every, int(round(idle_s * fps)))
+        self._still = Stillness()
+        self._idle = 0  # frames since discovery last ran (not skipped)
         self._detector = _pose_detector()
         self._regions = _RegionPasses()
+        self._cropped: set[int] = set()  # tracks that the whole frame lost once: crops from then on
         self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
         self._since = 1 << 30  # frames since the last discovery
         self._calm = self._tile = self._discoveries = 0  # _calm: frames since the people in view last changed
         self._last_ids: list[int] = []
         self._next_key = -1  # region passes on new people use negative keys until ``bind`` names the track
         self.stats = {"frames": 0, "region_passes": 0, "discovery_passes": 0, "tile_passes": 0,
-                      "new_person_passes": 0}
+                      "new_person_passes": 0, "discoveries_skipped": 0}
 
     def detect(self, image: np.ndarray, frame_index: int, time_s: float, tracker) -> list[Detection]:
-        """Discovery runs every ``discover_s``; once every track has been found on each frame for ``calm_s``
-        (and discovery found nobody new), every ``calm_s``."""
+        """Discovery is due every ``discover_s``; once every track has been found on each frame for ``calm_s``
+        (and discovery found nobody new), every ``calm_s``. While someone is tracked, a due discovery is
+        skipped when nothing changed outside the tracked people since the last one (``Stillness``), for up
+        to ``idle_s``."""
         self._origin.clear()
         open_ids = tracker.open_track_ids
         predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
@@ -325,19 +426,25 @@ class MultiPoseDetector:
             self._calm = 0
         self._last_ids = open_ids
         calm = self._calm >= self.calm_every
-        if not open_ids or self._since + 1 >= (self.calm_every if calm else self.discover_every):
-            new = self._new_people(image, time_s, predicted, dets, calm)
-            self._calm = 0 if new else self._calm
-            dets += new
+        self._since += 1
+        self._idle += 1
+        if not open_ids or self._since >= (self.calm_every if calm else self.discover_every):
             self._since = 0
-        else:
-            self._since += 1
+            where = None if not open_ids else self._still.moved(image, [d.box for d in dets])
+            if not open_ids or self._idle >= self.idle_every or where is not None:
+                new = self._new_people(image, time_s, predicted, dets, calm, where)
+                self._calm = 0 if new else self._calm
+                dets += new
+                self._idle = 0
+                self._still.remember(image, [d.box for d in dets])
+            else:
+                self.stats["discoveries_skipped"] += 1
         self._calm += 1
         return dets
 
     def _track_passes(self, image, time_s: float, tracker, predicted: dict) -> list[Detection]:
-        """A region pass per open track (recently seen people first); a pass that slid onto someone else
-        (a crossing) or landed on the same person as another track's pass is dropped and its landmarker reset."""
+        """A region pass per open track (recently seen people first), other people's predicted boxes hidden in
+        its crop; then ``_settle`` decides which passes stand."""
         h, w = image.shape[:2]
         found: dict[int, Detection] = {}
         todo = sorted(predicted, key=tracker.last_frame, reverse=True)
@@ -346,37 +453,62 @@ class MultiPoseDetector:
             centre = np.clip(0.5 * (box[:2] + box[2:]), 0, [w - 1, h - 1])
             half = 0.5 * (box[2:] - box[:2])
             self.stats["region_passes"] += 1
-            d = self._regions.run(tid, image, np.concatenate([centre - half, centre + half]), time_s,
-                                  whole=len(predicted) == 1)
+            others = [predicted[t] for t in predicted if t != tid]
+            own = np.concatenate([centre - half, centre + half])
+            whole = not others and tid not in self._cropped and max(half) >= WHOLE_MIN * max(h, w)
+            d = self._regions.run(tid, image, own, time_s, hide=others, whole=whole)
+            if d is None and whole:  # the whole frame lost them (MediaPipe's own detector misses small people)
+                self._cropped.add(tid)
+                d = self._regions.run(tid, image, own, time_s)
             if d is None:
                 continue
-            fits = {t: box_iou(predicted[t], d.box)[0, 0] for t in predicted}
-            if max(fits.values()) > fits[tid] + 0.05 or fits[tid] < MIN_OWN_IOU:
+            if box_iou(predicted[tid], d.box)[0, 0] < MIN_OWN_IOU:  # alone on the whole frame: someone else
                 self._regions.reset(tid, time_s)
                 continue
             found[tid] = d
-        keys = list(found)
-        drop = set()
-        for i, a in enumerate(keys):
-            for b in keys[i + 1:]:
-                if a in drop or b in drop or box_iou(found[a].box, found[b].box)[0, 0] <= DUPLICATE_IOU:
-                    continue
-                fit_a, fit_b = (box_iou(predicted[k], found[k].box)[0, 0] for k in (a, b))
-                drop.add(b if fit_a >= fit_b else a)
+        keep = self._settle(found, predicted, tracker)
         dets = []
         for tid, d in found.items():
-            if tid in drop:
+            if tid not in keep:
                 self._regions.reset(tid, time_s)
                 continue
             self._origin[id(d)] = tid
+            d.source = tid
             dets.append(d)
         return dets
 
-    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool) -> list[Detection]:
+    @staticmethod
+    def _settle(found: dict[int, Detection], predicted: dict, tracker) -> set[int]:
+        """The tracks whose pass stands. Of passes landing on the same person (IoU above ``DUPLICATE_IOU``)
+        only the one of the track seen most recently stands (a person hidden behind another cannot take the
+        visible one's place while they overlap), then the one nearest its own prediction. A pass that fits
+        another track's prediction better than its own, where that track's own pass found nobody there, slid
+        onto someone else (a crossing): it falls, and so does one whose box is ``SIZE_JUMP`` times the size the
+        track has had (landmarks lost in a flip or a blur spread over half the frame)."""
+        found = {t: d for t, d in found.items()
+                 if np.hypot(*(d.box[2:] - d.box[:2])) <= SIZE_JUMP * tracker.typical_size(t)}
+        ids = list(found)
+        boxes = np.stack([found[t].box for t in ids]) if ids else np.zeros((0, 4))
+        same = box_iou(boxes, boxes) > DUPLICATE_IOU
+        rank = {t: (tracker.last_frame(t), box_iou(predicted[t], found[t].box)[0, 0]) for t in ids}
+        keep = set()
+        for i, tid in enumerate(ids):
+            twins = [ids[j] for j in np.flatnonzero(same[i]) if j != i]
+            if any(rank[t] > rank[tid] for t in twins):
+                continue
+            fits = {t: box_iou(predicted[t], found[tid].box)[0, 0] for t in predicted}
+            best = max(fits, key=lambda t: fits[t])
+            if best != tid and fits[best] > fits[tid] + 0.05 and best not in twins:
+                continue
+            keep.add(tid)
+        return keep
+
+    def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool,
+                    where: np.ndarray | None = None) -> list[Detection]:
         """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
         known = [d.box for d in dets]
         out: list[Detection] = []
-        for cand in self._candidates(image, bool(predicted), calm):
+        for cand in self._candidates(image, bool(predicted), calm, where):
             if any(_same_person(cand.box, k) for k in known):
                 continue
             key, self._next_key = self._next_key, self._next_key - 1
@@ -391,8 +523,9 @@ class MultiPoseDetector:
             known.append(d.box)
         return out
 
-    def _candidates(self, image, tracking: bool, calm: bool) -> list[Detection]:
-        """The detector on the whole frame, plus tiles of large frames (see the module docstring)."""
+    def _candidates(self, image, tracking: bool, calm: bool, where: np.ndarray | None = None) -> list[Detection]:
+        """The detector on the whole frame, plus tiles of large frames (see the module docstring): while
+        tracking, the tile centred nearest to ``where`` (something moved there) or the next in turn."""
         h, w = image.shape[:2]
         self.stats["discovery_passes"] += 1
         found = self._detect(image, (0, 0, w, h))
@@ -401,10 +534,15 @@ class MultiPoseDetector:
             grid = tiles(w, h)
             if not tracking:
                 regions = grid
+            elif where is not None:
+                regions = [min(grid, key=lambda t: float(np.hypot(0.5 * (t[0] + t[2]) - where[0],
+                                                                  0.5 * (t[1] + t[3]) - where[1])))]
             elif not calm or self._discoveries % TILE_EVERY == 0:
                 regions = [grid[self._tile % len(grid)]]
                 self._tile += 1
             self._discoveries += 1
+        # A tile mostly covered by someone found on the whole frame holds no one the detector missed there.
+        regions = [r for r in regions if not any(_covers(f.box, r) for f in found)]
         self.stats["tile_passes"] += len(regions)
         for region in regions:
             for d in self._detect(image, region):

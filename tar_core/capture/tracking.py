@@ -4,13 +4,24 @@ Tracking
     ``Tracker.update`` is called once per processed frame, frame indices strictly increasing (frames may
     be skipped). Detections are associated with the open tracks by IoU, solved globally with the
     Hungarian method (``scipy.optimize.linear_sum_assignment``) and gated by ``iou_threshold``, tracks
-    seen at the previous call first, then tracks waiting out a miss, on what is left. Every
+    seen at the previous call first, then tracks waiting out a miss, on what is left; a detection that
+    names its ``source`` (the open track whose own search found it: a landmark pass in a crop that follows
+    that person) goes to that track before all that when it passes the track's gate. Every
     track carries a constant-velocity model of its box centre, so two people crossing paths are told
     apart by where each was heading. A track missed for up to ``max_missed`` frames keeps its id when it
     is re-found: the new box must overlap the box its motion model predicts, or its last known box, or lie
-    mostly inside that last box grown by a quarter (a person coming back where they left the frame).
+    mostly inside that last box grown by a quarter (a person coming back where they left the frame); or,
+    within ``reid_s`` seconds, lie near where the motion model puts the person with about their size, the
+    only such box for the only such lost track (a flip or a fall, where the box changes shape).
     A track that has gone unseen for more than ``max_missed`` frames ends (``update`` reports it at the
     first frame where that is true) and is never revived; a person found after that gets a new id.
+
+    Two people in contact (a track's box, or the box its motion model predicts, overlapping another open
+    track's predicted box by more than ``CONTACT_IOU``) give boxes that may mix both bodies or belong to
+    the other one: for up to ``max_frozen`` frames of a contact such boxes still extend the track but no
+    longer feed its motion model, so each track keeps the velocity it had before the contact and the two are
+    told apart when they separate. A contact longer than that (people walking side by side) feeds the model
+    again, so a track never drifts away from a person who changed pace while close to someone.
 
     New ids are 0, 1, 2, ... in order of appearance (within one frame: higher score first, then the
     order of the list). Detections with a ``track_hint`` (ids from the user's boxes file) bypass the
@@ -62,6 +73,7 @@ class Detection:
     box: np.ndarray
     score: float = 1.0
     track_hint: int | None = None  # an id supplied by the user's boxes file, if any
+    source: int | None = None  # the open track whose own search found this person, if any (a soft hint)
     payload: object = None  # carried through untouched (e.g. landmarks)
 
     def __post_init__(self):
@@ -92,8 +104,10 @@ class _Track:
     frame: int  # frame index of the last match
     time: float  # time of the last match
     hinted: bool = False
+    contact_since: int | None = None  # frame at which the current contact with another track began
     # Recent observations (frame, time, centre x, centre y), newest last, for the motion model.
     history: deque = field(default_factory=lambda: deque(maxlen=Tracker.HISTORY))
+    sizes: deque = field(default_factory=lambda: deque(maxlen=Tracker.HISTORY))  # recent box diagonals
 
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -136,8 +150,14 @@ class Tracker:
     #: observations the constant-velocity model is fitted to, and the weight lost per step back in them
     HISTORY = 10
     HISTORY_DECAY = 0.8
+    #: predicted boxes of two tracks overlapping more than this are in contact (see the module docstring)
+    CONTACT_IOU = 0.2
+    #: re-identification of a lost track by position and size (see ``_near``)
+    REID_REACH = 1.0
+    REID_SIZE = 2.0
 
-    def __init__(self, max_missed: int = 15, iou_threshold: float = 0.3, max_tracks: int = 0):
+    def __init__(self, max_missed: int = 15, iou_threshold: float = 0.3, max_tracks: int = 0,
+                 max_frozen: int = 15, reid_s: float = 1.0):
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed}")
         if not 0.0 < iou_threshold <= 1.0:
@@ -147,6 +167,10 @@ class Tracker:
         self.max_missed = int(max_missed)
         self.iou_threshold = float(iou_threshold)
         self.max_tracks = int(max_tracks)
+        if max_frozen < 0:
+            raise ValueError(f"max_frozen must be >= 0, got {max_frozen}")
+        self.max_frozen = int(max_frozen)
+        self.reid_s = float(reid_s)
         self._tracks: dict[int, _Track] = {}
         self._used_ids: set[int] = set()
         self._next_id = 0
@@ -200,7 +224,9 @@ class Tracker:
         # call, then those waiting out a miss (so a person hidden behind another cannot take the visible
         # one's box while the two overlap).
         auto = [t for t in self._tracks.values() if not t.hinted]
-        matches: dict[int, int] = {}
+        predicted = {t.track_id: self._predict(t, frame_index, time) for t in auto}
+        matches = self._by_source(plain, auto, frame_index, time, previous)
+        auto = [t for t in auto if t.track_id not in matches.values()]
         recent = [t for t in auto if t.frame == previous]
         waiting = [t for t in auto if t.frame != previous]
         for tier, missed in ((recent, False), (waiting, True)):
@@ -214,7 +240,8 @@ class Tracker:
                 if scores[r, c] >= self.iou_threshold:
                     matches[free[c]] = tier[r].track_id
         for c, tid in matches.items():
-            updates.append(self._assign(tid, frame_index, time, plain[c]))
+            frozen = self._in_contact(tid, plain[c].box, predicted, frame_index)
+            updates.append(self._assign(tid, frame_index, time, plain[c], moved=not frozen))
 
         # Unmatched detections start tracks, highest score first, while there is room.
         fresh = [c for c in range(len(plain)) if c not in matches]
@@ -252,6 +279,10 @@ class Tracker:
     def last_frame(self, track_id: int) -> int:
         """Frame index at which an open track was last matched."""
         return self._tracks[track_id].frame
+
+    def typical_size(self, track_id: int) -> float:
+        """The median diagonal (pixels) of an open track's recent boxes."""
+        return float(np.median(self._tracks[track_id].sizes))
 
     def predict(self, track_id: int, frame_index: int, time: float) -> np.ndarray:
         """Box of an open track predicted by its constant-velocity model at a later frame."""
@@ -297,9 +328,61 @@ class Tracker:
             grown = last + 0.25 * np.concatenate([last[:, :2] - last[:, 2:], last[:, 2:] - last[:, :2]], axis=1)
             inside = _inside(boxes, grown)  # (dets, tracks)
             scores = np.maximum(scores, np.where(inside.T >= 0.6, self.iou_threshold, 0.0))
+            scores = np.maximum(scores, np.where(self._near(tracks, predicted, boxes, frame_index, time),
+                                                 self.iou_threshold, 0.0))
         return scores
 
-    def _assign(self, tid: int, frame_index: int, time: float, det: Detection) -> TrackUpdate:
+    def _near(self, tracks: list[_Track], predicted: np.ndarray, boxes: np.ndarray, frame_index: int,
+              time: float) -> np.ndarray:
+        """(tracks, detections): re-identification of a track lost for at most ``reid_s`` seconds (30 frames a
+        second on the frame clock) by position and size alone, where a box no longer overlaps (a flip, a fall:
+        the body's box changes shape while the landmarks are lost). The box's centre lies within the track's
+        size x (``REID_REACH`` + the seconds gone) of where its motion model puts it, its diagonal within a
+        factor ``REID_SIZE`` of the track's recent median; and the pair is unambiguous: no other lost track
+        near that box, no other box near that track."""
+        gone = np.array([(time - t.time) if self._use_time else (frame_index - t.frame) / 30.0 for t in tracks])
+        size = np.array([np.median(t.sizes) for t in tracks])
+        diag = np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        dist = np.linalg.norm(0.5 * (predicted[:, None, :2] + predicted[:, None, 2:])
+                              - 0.5 * (boxes[None, :, :2] + boxes[None, :, 2:]), axis=-1)
+        ratio = diag[None, :] / size[:, None]
+        near = ((dist <= size[:, None] * (self.REID_REACH + gone[:, None])) & (gone[:, None] <= self.reid_s)
+                & (ratio <= self.REID_SIZE) & (ratio >= 1 / self.REID_SIZE))
+        return near & (near.sum(axis=0, keepdims=True) == 1) & (near.sum(axis=1, keepdims=True) == 1)
+
+    def _by_source(self, dets: list[Detection], auto: list[_Track], frame_index: int, time: float,
+                   previous: int | None) -> dict[int, int]:
+        """Detections that name the track whose own search found them (``source``) go to that track when
+        they pass its gate: {detection position: track id}."""
+        out: dict[int, int] = {}
+        for c, det in enumerate(dets):
+            track = next((t for t in auto if t.track_id == det.source), None)
+            if track is None or det.source in out.values():
+                continue
+            score = self._scores([track], [det], frame_index, time, track.frame != previous)[0, 0]
+            if score >= self.iou_threshold:
+                out[c] = track.track_id
+        return out
+
+    def _in_contact(self, tid: int, box: np.ndarray, predicted: dict[int, np.ndarray], frame_index: int) -> bool:
+        """Whether track ``tid``'s new ``box`` is one its motion model should not learn from: it, or the
+        track's own predicted box, overlaps another open track's predicted box by more than ``CONTACT_IOU``,
+        for at most ``max_frozen`` frames since the contact began (see the module docstring)."""
+        track = self._tracks[tid]
+        if len(track.history) < 3:  # no velocity to keep yet
+            return False
+        others = [b for k, b in predicted.items() if k != tid]
+        overlap = box_iou(np.stack([box, predicted[tid]]), np.stack(others)).max() if others else 0.0
+        touching = float(overlap) > self.CONTACT_IOU
+        if not touching:
+            track.contact_since = None
+            return False
+        if track.contact_since is None:
+            track.contact_since = frame_index
+        return frame_index - track.contact_since < self.max_frozen
+
+    def _assign(self, tid: int, frame_index: int, time: float, det: Detection, moved: bool = True) -> TrackUpdate:
+        """Give ``det`` to track ``tid`` (started if new); ``moved=False`` keeps it out of the motion model."""
         track = self._tracks.get(tid)
         if track is None:
             track = self._tracks[tid] = _Track(tid, det.box.copy(), frame_index, time, det.track_hint is not None)
@@ -307,7 +390,9 @@ class Tracker:
         else:
             track.box = det.box.copy()
             track.frame, track.time = frame_index, time
-        track.history.append((float(frame_index), time, *_centre(det.box)))
+        if moved or not track.history:
+            track.history.append((float(frame_index), time, *_centre(det.box)))
+        track.sizes.append(float(np.hypot(*(det.box[2:] - det.box[:2]))))
         return TrackUpdate(tid, frame_index, time, det.box.copy(), det)
 
 

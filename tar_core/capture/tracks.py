@@ -61,9 +61,11 @@ class TrackingPass:
             from tar_core.capture.multipose import LandmarksInBoxes
 
             in_boxes = LandmarksInBoxes()
-        # A person may leave the frame for up to 1.5 s and keep their id.
-        max_missed = max(3, int(round(1.5 * (reader.info.fps or 30.0))))
-        tracker = Tracker(max_missed=max_missed, max_tracks=self.max_people)
+        # A person may leave the frame for up to 1.5 s and keep their id; two people in contact keep their
+        # velocities for up to 0.5 s (a crossing), then their motion is learnt again.
+        fps = reader.info.fps or 30.0
+        max_missed = max(3, int(round(1.5 * fps)))
+        tracker = Tracker(max_missed=max_missed, max_tracks=self.max_people, max_frozen=max(1, int(round(0.5 * fps))))
         tracks: dict[int, TrackData] = {}
         n = 0
         total = reader.info.frame_count

@@ -168,6 +168,21 @@ def _fake_engine(tmp_path: Path, behaviour: str) -> Path:
             emit(event="error", message="cancelled by user")
             sys.exit(130)
         signal.signal(signal.SIGINT, stop)
+        if "--list-people" in args:  # the people preview: two people, the second from frame 24
+            import struct, zlib
+            def chunk(kind, data):
+                return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+            png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                   + chunk(b"IDAT", zlib.compress(b"\\x00\\xff\\x00\\x00")) + chunk(b"IEND", b""))
+            open(out + "/people.png", "wb").write(png)
+            people = [{{"id": 0, "first_frame": 0, "last_frame": 71, "frames": 72, "first_box": [1, 2, 3, 4]}},
+                      {{"id": 3, "first_frame": 24, "last_frame": 71, "frames": 48, "first_box": [5, 6, 7, 8]}}]
+            json.dump({{"people": people, "preview": "people.png"}}, open(out + "/people.json", "w"))
+            for i in range(72):
+                emit(event="progress", stage="tracking", done=i + 1, total=72)
+            emit(event="people", people=people, out_dir=out)
+            emit(event="done", completed=True, people=0)
+            sys.exit(0)
         emit(event="start", frames=72)
         for i in range(72):
             emit(event="progress", stage="tracking", done=i + 1, total=72)
@@ -217,6 +232,60 @@ def test_capture_files_next_to_the_output_and_reused(tmp_path, monkeypatch):
     assert job.run is not None and job.out_dir.parent == tmp_path / "mocap" / "sample_walk"
     assert _drive(job) == "FINISHED"
     s.max_people = 1
+
+
+def test_preview_people_fills_the_list_and_a_pick_reaches_the_capture(tmp_path, monkeypatch):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    s = _capture_settings(tmp_path, monkeypatch, "ok")
+    reports: list = []
+    job = operators.PreviewJob(bpy.context, lambda level, msg: reports.append((level, msg)))
+    assert job.run is not None and "--list-people" in job.run.cmd
+    assert not bpy.ops.tar.capture.poll() and not bpy.ops.tar.preview_people.poll()  # one engine run at a time
+    assert _drive(job) == "FINISHED", reports
+    assert job.out_dir == tmp_path / "mocap" / "sample_walk" / "people-preview"
+    assert [(p.person_id, p.label) for p in s.people] == [(0, "Person 0: frames 0–71"),
+                                                          (3, "Person 3: from frame 24 to 71")]
+    assert s.preview_clip == s.clip and s.status.startswith("Preview: 2 people found")
+    assert bpy.data.images["people.png"].size[:] == (1, 1)
+    # The panel lists them; a pick fills the Person field, and the capture asks the engine for that person.
+    panel = types.SimpleNamespace(layout=_RecordingLayout())
+    tar_blender.panel.TAR_PT_capture.draw(panel, bpy.context)  # pyright: ignore[reportArgumentType]
+    assert [t for t in panel.layout.operators if t[0] == "tar.pick_person"] == [
+        ("tar.pick_person", "All People", True), ("tar.pick_person", "Person 0: frames 0–71", False),
+        ("tar.pick_person", "Person 3: from frame 24 to 71", False)]
+    assert bpy.ops.tar.pick_person(person_id=3) == {"FINISHED"} and s.person == "3"
+    job = operators.CaptureJob(bpy.context, lambda level, msg: reports.append((level, msg)))
+    assert job.run is not None and job.run.cmd[-2:] == ["--person", "3"]
+    assert _drive(job) == "FINISHED", reports
+    assert bpy.ops.tar.pick_person(person_id=-1) == {"FINISHED"} and s.person == ""
+    # Another clip: the old list is not offered.
+    s.clip = str(tmp_path / "other.mp4")
+    panel = types.SimpleNamespace(layout=_RecordingLayout())
+    tar_blender.panel.TAR_PT_capture.draw(panel, bpy.context)  # pyright: ignore[reportArgumentType]
+    assert not [t for t in panel.layout.operators if t[0] == "tar.pick_person"]
+    s.people.clear()
+
+
+class _RecordingLayout:
+    """A stand-in for a panel's layout that records the operator buttons drawn (idname, text, pressed)."""
+
+    def __init__(self, root=None):
+        self.operators = root.operators if root is not None else []
+        self.enabled = True
+
+    def operator(self, idname, text="", depress=False, **_kw):
+        self.operators.append((idname, text, depress))
+        return types.SimpleNamespace()
+
+    def column(self, **_kw):
+        return _RecordingLayout(self)
+
+    row = box = column
+
+    def prop(self, *_a, **_kw):
+        pass
+
+    label = separator = progress = prop
 
 
 def test_unsaved_file_keeps_motion_files_out_of_temp(tmp_path, monkeypatch):

@@ -30,7 +30,11 @@ from tar_blender.logic.workflow import (
     focal_mm_to_pixels,
     fps_settings,
     frame_range,
+    person_label,
+    picked_person,
     plan_timing,
+    preview_folder,
+    preview_status,
     stage_progress,
     take_name,
     write_cache,
@@ -185,3 +189,16 @@ def test_setup_run_cancel(tmp_path):
     time.sleep(0.5)
     run.cancel()
     assert run.wait(10) and run.error == "set-up cancelled"
+
+
+def test_people_preview_folder_labels_and_the_picked_person(tmp_path):
+    assert preview_folder(tmp_path / "mocap", "walk") == tmp_path / "mocap" / "walk" / "people-preview"
+    assert preview_folder(tmp_path, "walk") != capture_folder(tmp_path, "walk", "k" * 64)  # never the motion files'
+    people = [{"id": 0, "first_frame": 0, "last_frame": 95}, {"id": 4, "first_frame": 24, "last_frame": 60}]
+    assert [person_label(p) for p in people] == ["Person 0: frames 0–95", "Person 4: from frame 24 to 60"]
+    ids = [p["id"] for p in people]
+    assert picked_person("4", ids) == 4 and picked_person(" 0 ", ids) == 0
+    assert picked_person("", ids) is None and picked_person("2", ids) is None and picked_person("120,40", ids) is None
+    assert preview_status([]) == "Preview: nobody found in the clip"
+    assert preview_status(people[:1]) == "Preview: 1 person found"
+    assert preview_status(people).startswith("Preview: 2 people found")

@@ -130,10 +130,19 @@ def three_people(path: Path, length: int = 120):
     return make_clip(path, people, 960)
 
 
+def one_walks_in(path: Path, length: int = 96):
+    """768x288: A walks on the spot; B walks in through the left edge, fully in view from about frame 50."""
+    t = np.arange(length)
+    people = [Person(ping_pong(72, length), np.stack([np.full(length, 400.0), np.zeros(length)], 1)),
+              Person(ping_pong(72, length, 30), np.stack([-400.0 + 5.0 * t, np.zeros(length)], 1))]
+    return make_clip(path, people, CROSSING_WIDTH)
+
+
 def score_tracks(tracks: dict, truths: list[PersonTruth], in_view: float = 0.5) -> list[dict]:
     """Per true person: the track that follows them, its coverage of the frames where the person is in view
-    (``visible >= in_view``) and the id switches (changes of the matched track id from frame to frame).
-    ``tracks``: track id -> (frame ids, boxes (N, 4))."""
+    (``visible >= in_view``) and the id switches (changes of the matched track id from one frame where the
+    person is in view to the next). Only people in view are matched to boxes: a box over someone mostly
+    hidden behind another person is that other person's. ``tracks``: track id -> (frame ids, boxes (N, 4))."""
     from scipy.optimize import linear_sum_assignment
 
     from tar_core.capture.tracking import box_iou
@@ -146,13 +155,14 @@ def score_tracks(tracks: dict, truths: list[PersonTruth], in_view: float = 0.5) 
             by_frame.setdefault(int(f), []).append((tid, b))
     for f in range(T):
         cands = by_frame.get(f, [])
-        if not cands:
+        people = [k for k, t in enumerate(truths) if t.visible[f] >= in_view]
+        if not cands or not people:
             continue
-        iou = box_iou(np.stack([t.boxes[f] for t in truths]), np.stack([b for _, b in cands]))
+        iou = box_iou(np.stack([truths[k].boxes[f] for k in people]), np.stack([b for _, b in cands]))
         rows, cols = linear_sum_assignment(iou, maximize=True)
         for r, c in zip(rows, cols, strict=True):
             if iou[r, c] >= 0.3:
-                matched[r, f] = cands[c][0]
+                matched[people[r], f] = cands[c][0]
     out = []
     for k, truth in enumerate(truths):
         view = truth.visible >= in_view

@@ -124,6 +124,44 @@ def test_crossing_with_noisy_boxes_and_occlusion():
             assert ids[f] == {i: {"A": 0, "B": 1}[n] for i, n in enumerate(names)}, f"seed {seed}, frame {f}"
 
 
+def test_a_box_pulled_onto_both_people_while_they_overlap_does_not_bend_the_motion_model():
+    # B walks in front of A; while they overlap the landmarks give B a box between the two (mixing both
+    # bodies) that stands still, and A is not found. Learning from those boxes B's track would stop, and
+    # neither would be found where they come out; in contact the motion model keeps its velocity instead.
+    frames, truth = [], []
+    for f in range(40):
+        a, b = person(100 + 10 * f, w=100), person(500 - 10 * f, 305, 100, 150)
+        if 16 <= f <= 24:
+            frames.append([person(305, 305, 100, 150)])
+            truth.append(["B"])
+        else:
+            frames.append([a, b])
+            truth.append(["A", "B"])
+    ids, ended = run(Tracker(max_frozen=15), frames)
+    assert ended == {}
+    for f, names in enumerate(truth):
+        assert ids[f] == {i: {"A": 0, "B": 1}[n] for i, n in enumerate(names)}, f"frame {f}"
+
+
+def test_a_long_contact_feeds_the_motion_model_again():
+    # Two people walk side by side (their boxes in contact), then one stops: after max_frozen frames of
+    # contact the model learns again and follows the one who stopped (frozen, it would lose them).
+    frames = [[person(100 + 6 * min(f, 20)), person(130 + 6 * f, 305)] for f in range(50)]
+    ids, ended = run(Tracker(max_frozen=5), frames)
+    assert ended == {} and all(v == {0: 0, 1: 1} for v in ids.values())
+
+
+def test_a_detection_goes_to_the_track_whose_search_found_it():
+    # Track 1 missed a frame (it waits), track 0 was seen: a box between the two that track 1's own search
+    # found goes to track 1, though track 0 is seen more recently and fits it about as well.
+    for source, expected in ((1, 1), (None, 0)):
+        tracker = Tracker()
+        for f in range(5):
+            tracker.update(f, f / FPS, [person(100), person(150)] if f < 4 else [person(100)])
+        updates, _ = tracker.update(5, 5 / FPS, [Detection(person(118).box, source=source)])
+        assert [u.track_id for u in updates] == [expected]
+
+
 def test_predict_follows_constant_velocity():
     tracker = Tracker()
     for f in range(5):
@@ -207,6 +245,23 @@ def test_refound_where_the_motion_model_predicts():
     last, back = person(100 + 12 * 9).box, person(100 + 12 * 18).box
     assert box_iou(last, back)[0, 0] == 0.0
     assert {tid for f in ids for tid in ids[f].values()} == {0}
+
+
+def test_refound_after_a_flip_by_position_and_size():
+    # Tall box, lost for 6 frames (a flip: landmarks gone), back as a wide box a body length further on:
+    # no overlap with any earlier box, yet the same person (one lost track, one new box near it).
+    frames = [[person(300 + 2 * f)] for f in range(10)] + [[]] * 6
+    frames += [[person(440 + 2 * f, 380, w=150, h=90)] for f in range(8)]
+    assert box_iou(frames[9][0].box, frames[16][0].box)[0, 0] == 0.0
+    ids, ended = run(Tracker(max_missed=15), frames)
+    assert ended == {} and {tid for f in ids for tid in ids[f].values()} == {0}
+    # Too long gone (over reid_s), or two people lost there (ambiguous): new ids, never a guess.
+    ids, _ = run(Tracker(max_missed=60, reid_s=0.1), frames)
+    assert ids[16] == {0: 1}
+    two = [[person(300 + 2 * f), person(330 + 2 * f, 310, 58, 150)] for f in range(10)] + [[]] * 6
+    two += [[person(440 + 2 * f, 380, w=150, h=90)] for f in range(8)]
+    ids, _ = run(Tracker(max_missed=15), two)
+    assert ids[16] == {0: 2}
 
 
 def test_hints_are_obeyed():
