@@ -114,7 +114,7 @@ def _engine_settings(context, clip: str) -> dict:
     return {"engine": engine, "checkpoint": checkpoint,
             "body": bpy.path.abspath(prefs.smpl_path) if prefs and prefs.smpl_path else "",
             "device": prefs.device if prefs else "auto", "focal": focal, "max_people": s.max_people,
-            "person": s.person.strip()}
+            "person": s.person.strip(), "smooth_hz": round(s.motion_hz, 3)}
 
 
 def _clip_size(clip: str) -> tuple[int, int]:

@@ -39,6 +39,8 @@ class TAR_PT_capture(_Sidebar, bpy.types.Panel):
         row.operator("tar.preview_people", icon="VIEWZOOM")
         if s.people and s.preview_clip == s.clip:
             _draw_people(col.box(), s)
+        if s.engine != "TAR":
+            col.prop(s, "motion_hz")
         col.prop(s, "with_mesh")
         col.prop(s, "smoothing")
         col = layout.column(align=True)

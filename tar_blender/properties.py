@@ -51,6 +51,9 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
     person: StringProperty(name="Person", default="",  # type: ignore
                            description="Empty: all people. Else one person: an id from the people preview "
                                        "(people.png in the output folder) or X,Y, a point on them in the first frame")
+    motion_hz: FloatProperty(name="Motion Cut-off (Hz)", default=4.0, min=0.5, max=30.0,  # type: ignore
+                             description="Keypoints engine: the motion's zero-phase low-pass, in Hz of real time. "
+                                         "Lower is smoother; higher keeps faster moves (sport, dance)")
     with_mesh: BoolProperty(name="Body Mesh", default=True)  # type: ignore
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, soft_max=8.0,  # type: ignore
                              description="Zero-phase filter width in frames (Gaussian sigma) applied to a copy of "

@@ -43,10 +43,11 @@ def parse_event(line: str) -> dict | None:
 
 def capture_command(python: str, clip: str, out_dir: str, engine: str = "auto", checkpoint: str = "",
                     body: str = "", device: str = "auto", focal: float = 0.0, max_people: int = 0,
-                    person: str = "", list_people: bool = False) -> list[str]:
+                    person: str = "", list_people: bool = False, smooth_hz: float = 0.0) -> list[str]:
     """The engine's command line for one capture with JSON-line progress. ``person``: empty for all people,
     else an id from the people preview or "X,Y" (a point on the person's first frame); ``list_people``:
-    the dry run that writes that preview (people.png, people.json) into ``out_dir``."""
+    the dry run that writes that preview (people.png, people.json) into ``out_dir``; ``smooth_hz``: the
+    keypoints engine's low-pass cut-off (0: the engine's default)."""
     absolute = os.path.abspath  # the engine runs in its own folder (see EngineRun)
     cmd = [python, "-m", "tar_core", "capture", absolute(clip), "-o", absolute(out_dir), "--progress", "jsonl",
            "--device", device]
@@ -60,6 +61,8 @@ def capture_command(python: str, clip: str, out_dir: str, engine: str = "auto", 
         cmd += ["--focal", f"{focal:g}"]
     if max_people and max_people > 0:
         cmd += ["--max-people", str(int(max_people))]
+    if smooth_hz and smooth_hz > 0 and engine != "tar":
+        cmd += ["--smooth-hz", f"{smooth_hz:g}"]
     if person and person.strip():
         cmd += ["--person", person.strip().replace(" ", "")]
     if list_people:

@@ -645,6 +645,9 @@ def test_capture_command_defaults():
         ({"person": " 3 "}, ["--person", "3"]),
         ({"person": "120, 80"}, ["--person", "120,80"]),
         ({"list_people": True}, ["--list-people"]),
+        ({"smooth_hz": 2.5}, ["--smooth-hz", "2.5"]),
+        ({"smooth_hz": 0.0}, []),
+        ({"engine": "tar", "smooth_hz": 2.5}, ["--engine", "tar"]),  # the tar engine has no such filter
         ({"engine": "keypoints", "checkpoint": "c.pt", "body": "b.npz", "focal": 800.25, "max_people": 3},
          ["--engine", "keypoints", "--checkpoint", "/w/c.pt", "--body", "/w/b.npz", "--focal", "800.25",
           "--max-people", "3"]),
@@ -669,8 +672,9 @@ def test_capture_command_is_accepted_by_the_engine_cli():
     assert (args.command, args.clip, args.output, args.progress) == ("capture", "/c/clip.mp4", "/o", "jsonl")
     assert (args.engine, args.checkpoint, args.body, args.device) == ("tar", "/ck.pt", "/b.npz", "cuda")
     assert (args.focal, args.max_people) == (912.5, 2)
-    args = build_parser().parse_args(capture_command("py", "clip.mp4", "out", person="1", list_people=True)[3:])
-    assert (args.person, args.list_people) == ("1", True)
+    args = build_parser().parse_args(capture_command("py", "clip.mp4", "out", person="1", list_people=True,
+                                                     smooth_hz=6.0)[3:])
+    assert (args.person, args.list_people, args.smooth_hz) == ("1", True, 6.0)
     args = build_parser().parse_args(capture_command("py", "clip.mp4", "out")[3:])
     assert (args.engine, args.checkpoint, args.body, args.focal, args.max_people) == ("auto", None, None, None, 0)
 

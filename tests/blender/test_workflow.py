@@ -232,6 +232,12 @@ def test_capture_files_next_to_the_output_and_reused(tmp_path, monkeypatch):
     assert job.run is not None and job.out_dir.parent == tmp_path / "mocap" / "sample_walk"
     assert _drive(job) == "FINISHED"
     s.max_people = 1
+    # The motion's cut-off is a setting of the engine's result too, and reaches its command line.
+    s.motion_hz = 2.5
+    job = operators.CaptureJob(bpy.context, lambda level, msg: reports.append((level, msg)))
+    assert job.run is not None and job.run.cmd[job.run.cmd.index("--smooth-hz") + 1] == "2.5"
+    assert _drive(job) == "FINISHED"
+    s.motion_hz = 4.0
 
 
 def test_preview_people_fills_the_list_and_a_pick_reaches_the_capture(tmp_path, monkeypatch):
