@@ -6,6 +6,11 @@ pipeline stage; achieved GFLOP/s against a large matmul timed in the same run; p
 whole capture for a 300-frame and a 1200-frame clip and their ratio.
 
     python scripts/bench_capture.py [--paper-frames 6] [--skip-rss]
+    python scripts/bench_capture.py --tar-only --variants tar-blazepose:72 [--checkpoint FILE]
+
+``--variants NAME[:FRAMES],...`` picks the tar variants timed (default tar-tiny:72 and tar-hrnet48:6);
+``--checkpoint`` also times a whole ``capture --engine tar`` of a 300-frame 640x480 clip with that checkpoint
+per stage (summary.json timings); ``--tar-only`` skips the keypoints capture and the RSS runs.
 """
 
 from __future__ import annotations
@@ -119,6 +124,25 @@ def keypoints_stages(tmp: Path, frames: int = 300, size: tuple[int, int] = (640,
             "fit (keypoints engine)": n / t["engine"]}
 
 
+def tar_stages(tmp: Path, checkpoint: str, frames: int = 300, size: tuple[int, int] = (640, 480)) -> dict:
+    """Frames/s of each stage of a ``capture --engine tar`` with ``checkpoint`` of a ``frames``-frame clip at
+    ``size`` (``summary.json`` timings), and end to end (the whole command, start-up included)."""
+    import json
+
+    clip = long_clip(tmp / f"tar{frames}.mp4", frames, size)
+    out = tmp / "tar_out"
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "tar_core", "capture", str(clip), "-o", str(out), "--engine", "tar",
+                          "--checkpoint", checkpoint, "--device", "cpu"], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr[-2000:])
+    s = json.loads((out / "summary.json").read_text())
+    n = s["frames_read"]
+    stages = {f"{k} ({v:.1f} s)": n / v for k, v in s["timings_s"].items() if v > 0}
+    return {**stages, f"end to end, process included ({wall:.1f} s)": n / wall}
+
+
 def long_clip(path: Path, frames: int, size: tuple[int, int] | None = None) -> Path:
     import cv2
 
@@ -159,6 +183,9 @@ def main() -> int:
     ap.add_argument("--paper-frames", type=int, default=6)
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--keypoints-only", action="store_true", help="only the keypoints capture's stages")
+    ap.add_argument("--variants", default=None, help="NAME[:FRAMES],... tar variants to time")
+    ap.add_argument("--checkpoint", default=None, help="also time a whole tar capture with this checkpoint")
+    ap.add_argument("--tar-only", action="store_true", help="skip the keypoints capture and the RSS runs")
     args = ap.parse_args()
     if args.keypoints_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -175,7 +202,10 @@ def main() -> int:
     from tar_core.network.config import get_variant
     from tar_core.network.info import model_info
 
-    for variant, n in (("tar-tiny", args.tiny_frames), ("tar-hrnet48", args.paper_frames)):
+    variants = [("tar-tiny", args.tiny_frames), ("tar-hrnet48", args.paper_frames)]
+    if args.variants:
+        variants = [(v.split(":")[0], int(v.split(":")[1]) if ":" in v else 72) for v in args.variants.split(",")]
+    for variant, n in variants:
         info = model_info(get_variant(variant))
         fps_c, enc_c = engine_fps(variant, n, cache=True)
         fps_n, enc_n = engine_fps(variant, n, cache=False)
@@ -187,6 +217,12 @@ def main() -> int:
 
     for stage, fps in stage_fps().items():
         print(f"stage {stage:20s} {fps:8.1f} frames/s")
+    if args.checkpoint:
+        with tempfile.TemporaryDirectory() as tmp:
+            for stage, fps in tar_stages(Path(tmp), args.checkpoint).items():
+                print(f"tar capture, 300 frames 640x480: {stage:40s} {fps:8.1f} frames/s")
+    if args.tar_only:
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         kp = keypoints_stages(Path(tmp))
     for stage, fps in kp.items():

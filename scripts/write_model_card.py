@@ -42,7 +42,28 @@ def _data_summary(trained_on: str) -> list[str]:
     return lines
 
 
-def _sample_clip_rows(checkpoint: Path) -> list[str]:
+DEMO_INTRO = ("The demo checkpoint of TAR Mocap's `tar` engine. No public TAR weights exist; this one was trained by "
+              "the project on **synthetic** renders of the built-in mannequin only. It exists so that the tar engine, "
+              "the add-on and `make demo ENGINE=tar` run out of the box; for real footage use the keypoints engine or "
+              "train your own checkpoint (docs/training.md).")
+
+
+def _write(out: list[str], path: Path, append: bool) -> None:
+    """The card's lines to ``path``, or appended to it with every heading one level down."""
+    if not append:
+        path.write_text("\n".join(out) + "\n")
+        return
+    lines = [f"#{line}" if line.startswith("#") and not line.startswith("#!") else line for line in out]
+    in_code = False
+    for i, line in enumerate(out):  # comments inside code blocks are not headings
+        in_code = in_code != line.startswith("```")
+        if in_code:
+            lines[i] = line
+    with open(path, "a") as fh:
+        fh.write("\n" + "\n".join(lines) + "\n")
+
+
+def _sample_clip_rows(checkpoint: Path, variant: str) -> list[str]:
     """Capture the committed sample clip with the checkpoint and with an untrained one; compare with its truth."""
     import subprocess
     import tempfile
@@ -56,9 +77,9 @@ def _sample_clip_rows(checkpoint: Path) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         untrained = Path(tmp) / "untrained.pt"
-        subprocess.run([sys.executable, "-m", "tar_core", "init-checkpoint", "--variant", "tar-tiny", "-o",
+        subprocess.run([sys.executable, "-m", "tar_core", "init-checkpoint", "--variant", variant, "-o",
                         str(untrained)], check=True, capture_output=True)
-        for name, ck in (("this checkpoint", checkpoint), ("untrained tar-tiny", untrained)):
+        for name, ck in (("this checkpoint", checkpoint), (f"untrained {variant}", untrained)):
             out = Path(tmp) / name.replace(" ", "_")
             subprocess.run([sys.executable, "-m", "tar_core", "capture", str(clip), "-o", str(out), "--engine", "tar",
                             "--checkpoint", str(ck)], check=True, capture_output=True)
@@ -79,6 +100,9 @@ def main() -> int:
     ap.add_argument("--compare", nargs="*", default=[], help="NAME=FILE.json rows to put beside it")
     ap.add_argument("--recipe", type=Path, default=None, help="a text file with the commands that made it")
     ap.add_argument("--machine", default=None, help="where it was trained (default: this machine)")
+    ap.add_argument("--intro", default=None, help="the card's first paragraph (default: the demo checkpoint's)")
+    ap.add_argument("--append", action="store_true",
+                    help="append to OUT as a section (headings one level down) instead of replacing it")
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
     from tar_core.motion_file import read_motion
@@ -104,10 +128,7 @@ def main() -> int:
     out = [
         f"# Model card: `{args.checkpoint.name}`",
         "",
-        "The demo checkpoint of TAR Mocap's `tar` engine. No public TAR weights exist; this one was trained by the "
-        "project on **synthetic** renders of the built-in mannequin only. It exists so that the tar engine, the "
-        "add-on and `make demo ENGINE=tar` run out of the box; for real footage use the keypoints engine or train "
-        "your own checkpoint (docs/training.md).",
+        args.intro or DEMO_INTRO,
         "",
         "| | |",
         "|---|---|",
@@ -131,7 +152,9 @@ def main() -> int:
         f"- loss (eq. 10-14, x60): {float(first.get('loss', 'nan')):.1f} at step {first.get('step')} -> "
         f"{float(last.get('loss', 'nan')):.1f} at step {last.get('step')}",
         "- Adam, gradient clipping 4.0, the reference augmentation (flip, rotation/scale with the box centre moved, "
-        "colour, occlusion)",
+        "colour, occlusion)" + (f", baked into {prov['feature_cache_draws']} cached draws per clip (draw 0 as rendered)"
+                                " of the frozen trunk's features (`train --feature-cache`)"
+                                if prov.get("feature_cache_draws") else ""),
         "",
         "## Held-out metrics",
         f"TCMR/GLoT protocol (`python -m tar_core evaluate`) on {held['sequences']} held-out synthetic clips, "
@@ -151,7 +174,7 @@ def main() -> int:
         "",
         "| model | MPJPE | PA-MPJPE | 2D px | depth ratio |",
         "|---|---|---|---|---|",
-        *_sample_clip_rows(args.checkpoint),
+        *_sample_clip_rows(args.checkpoint, ck.config.name),
     ]
     out += [
         "",
@@ -166,7 +189,7 @@ def main() -> int:
     ]
     if recipe:
         out += ["", "## How it was made", "```bash", recipe, "```"]
-    args.out.write_text("\n".join(out) + "\n")
+    _write(out, args.out, args.append)
     print(f"wrote {args.out}")
     return 0
 

@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=4, help="Cycles samples per pixel")
     p.add_argument("--videos", action="store_true",
                    help="also keep the full frames as clip_<i>.mp4 (for evaluate --engine keypoints)")
+    p.add_argument("--threads", type=int, default=0, help="Cycles render threads (default 0: one per core)")
+    p.add_argument("--denoise", choices=["fast", "high"], default="fast",
+                   help="OIDN quality: fast (default, a third of the CPU time per frame) or high")
     p.set_defaults(func=make_dataset)
 
 
@@ -58,6 +61,7 @@ def make_dataset(args, stop) -> int:
     from tar_core.synthetic.dataset import make_dataset as make
 
     paths = make(args.out, clips=args.clips, frames=args.frames, size=args.size, seed=args.seed,
-                 samples=args.samples, progress=progress_bar("clips"), videos=args.videos)
+                 samples=args.samples, progress=progress_bar("clips"), videos=args.videos,
+                 threads=args.threads, fast_denoise=args.denoise == "fast")
     print(f"{len(paths)} clips in {args.out}")
     return 0

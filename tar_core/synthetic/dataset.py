@@ -59,9 +59,10 @@ def _loads(path: Path) -> bool:
         return False
 
 
-def _render_clip(spec, body, video: Path | None = None) -> dict:
+def _render_clip(spec, body, video: Path | None = None, threads: int = 0, fast_denoise: bool = True) -> dict:
     """Ground truth, renders and crops of one clip, as the arrays of its file; ``video``: also keep the full
-    frames there (mp4), e.g. to run the keypoints engine on the same clips."""
+    frames there (mp4), e.g. to run the keypoints engine on the same clips; ``threads``, ``fast_denoise``: as
+    ``render_frames``."""
     from tar_core.synthetic.groundtruth import make_ground_truth
     from tar_core.synthetic.scene import render_frames
 
@@ -77,7 +78,8 @@ def _render_clip(spec, body, video: Path | None = None) -> dict:
             if not writer.isOpened():
                 raise RuntimeError(f"cannot write {video}")
             stack.callback(writer.release)
-        for img, box in zip(render_frames(gt, body, backdrop=True), boxes, strict=True):
+        frames = render_frames(gt, body, backdrop=True, threads=threads, fast_denoise=fast_denoise)
+        for img, box in zip(frames, boxes, strict=True):
             bgr = np.ascontiguousarray(img[..., :3])
             if writer is not None:
                 writer.write(bgr)
@@ -125,6 +127,8 @@ def make_dataset(
     samples: int = 4,
     progress: Callable[[int, int], None] | None = None,
     videos: bool = False,
+    threads: int = 0,
+    fast_denoise: bool = True,
 ) -> list[Path]:
     """Render ``clips`` clips of ``frames`` frames (``size`` x ``size`` renders) into ``out_dir``.
 
@@ -132,7 +136,8 @@ def make_dataset(
     draws a focal length of ``default_focal * U(0.6, 1.8)``, a camera roll ``U(-0.17, 0.17)`` rad and 0
     occluders (probability 0.5) or 1-2, over a textured backdrop. A clip whose file already exists and loads is
     skipped. Files are written atomically. ``videos``: also keep each clip's full frames as ``clip_<i>.mp4``
-    (for ``evaluate --engine keypoints``). Returns the paths of all ``clips`` clips.
+    (for ``evaluate --engine keypoints``). ``threads`` > 0: Cycles threads (0: one per core); ``fast_denoise``
+    (default): OIDN's fast mode, a third of the CPU time per frame. Returns the paths of all ``clips`` clips.
     """
     if clips < 0 or frames < 1 or size < 1:
         raise ValueError(f"need clips >= 0, frames >= 1 and size >= 1, got {clips}, {frames}, {size}")
@@ -149,7 +154,7 @@ def make_dataset(
 
                 body = load_body_model()
             spec = _clip_spec(i, frames, size, seed, samples)
-            arrays = _render_clip(spec, body, video)
+            arrays = _render_clip(spec, body, video, threads, fast_denoise)
             with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
         paths.append(path)

@@ -29,7 +29,7 @@ EXTRA = {"tilt": ((), np.float32), "occluders": ((), np.int32)}  # optional keys
 
 
 def _make(out, progress=None):
-    return make_dataset(out, clips=CLIPS, frames=FRAMES, size=SIZE, seed=3, samples=1, progress=progress)
+    return make_dataset(out, clips=CLIPS, frames=FRAMES, size=SIZE, seed=3, samples=1, progress=progress, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,14 @@ def dataset_dir(tmp_path_factory):
     assert calls == [(1, CLIPS), (2, CLIPS)]
     assert paths == [clip_path(out, i) for i in range(CLIPS)]
     return out
+
+
+def test_dataset_renders_use_one_thread_and_fast_denoising(dataset_dir):
+    from tar_core.synthetic.scene import _import_bpy
+
+    scene = _import_bpy().context.scene  # the scene of the fixture's last render
+    assert (scene.render.threads_mode, scene.render.threads) == ("FIXED", 1)
+    assert (scene.cycles.denoising_quality, scene.cycles.denoising_prefilter) == ("FAST", "NONE")
 
 
 def _load(path):
