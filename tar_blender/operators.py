@@ -34,7 +34,7 @@ from .logic.workflow import (
     write_cache,
 )
 from .preferences import _SETUP, addon_prefs, engine_python, engine_root, engine_venv_dir, motion_base_dir
-from .properties import SCENE_TIMING
+from .properties import SCENE_TIMING, at_playhead_property, use_camera_property
 
 # The one capture that may run at a time (Blender operators are not re-entrant per scene).
 _ACTIVE: dict = {"run": None, "job": None, "cancel": False}
@@ -60,11 +60,8 @@ class TAR_OT_import_motion(bpy.types.Operator, ImportHelper):
     set_scene: EnumProperty(  # type: ignore
         name="Scene Timing", items=SCENE_TIMING, default="AUTO",
     )
-    at_playhead: BoolProperty(name="At Playhead", default=True,  # type: ignore
-                              description="The clip's first frame at the playhead (off: at the scene's start frame)")
-    use_camera: BoolProperty(name="Use Clip Camera", default=False,  # type: ignore
-                             description="Make the clip's camera the scene camera and set the render size "
-                                         "(always done when the scene has no camera)")
+    at_playhead: at_playhead_property()  # type: ignore
+    use_camera: use_camera_property()  # type: ignore
     apply_to_selected: BoolProperty(name="Apply to Selected Rig", default=False,  # type: ignore
                                     description="Add the motion as a new take on the selected TAR rig "
                                                 "instead of building a new rig")

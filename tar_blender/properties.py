@@ -20,6 +20,19 @@ SCENE_TIMING = [
 ]
 
 
+def at_playhead_property():
+    """The import option shared by the capture panel and the import operator."""
+    return BoolProperty(name="At Playhead", default=True,
+                        description="The clip's first frame at the playhead (off: at the scene's start frame)")
+
+
+def use_camera_property():
+    """The import option shared by the capture panel and the import operator."""
+    return BoolProperty(name="Use Clip Camera", default=False,
+                        description="Make the clip's camera the scene camera and set the render size "
+                                    "(always done when the scene has no camera)")
+
+
 class TAR_PreviewPerson(bpy.types.PropertyGroup):
     """One person of the people preview (``Preview People``)."""
 
@@ -59,11 +72,8 @@ class TAR_CaptureSettings(bpy.types.PropertyGroup):
                              description="Zero-phase filter width in frames (Gaussian sigma) applied to a copy of "
                                          "the motion; the raw action is kept. 0 = off")
     scene_timing: EnumProperty(name="Scene Timing", items=SCENE_TIMING, default="AUTO")  # type: ignore
-    at_playhead: BoolProperty(name="At Playhead", default=True,  # type: ignore
-                              description="The clip's first frame at the playhead (off: at the scene's start frame)")
-    use_camera: BoolProperty(name="Use Clip Camera", default=False,  # type: ignore
-                             description="Make the clip's camera the scene camera and set the render size "
-                                         "(always done when the scene has no camera)")
+    at_playhead: at_playhead_property()  # type: ignore
+    use_camera: use_camera_property()  # type: ignore
     apply_to_selected: BoolProperty(name="Apply to Selected Rig", default=False,  # type: ignore
                                     description="Add the first person as a new take on the selected TAR rig")
     reuse: BoolProperty(name="Reuse Earlier Capture", default=True,  # type: ignore
