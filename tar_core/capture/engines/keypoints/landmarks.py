@@ -34,7 +34,8 @@ MP_IDS = np.array(list(MP_TO_BODY))
 BODY_IDS = np.array(list(MP_TO_BODY.values()))
 # Where MediaPipe puts a landmark apart from the body's joint, as points attached to bones (metres, rest
 # axes: x left, y up, z forward). Only the hips differ enough to matter: measured by least squares on
-# MediaPipe's landmarks of 1,024 rendered frames (the training renders, seed 0) against the true joints,
+# MediaPipe's landmarks of 1,024 rendered frames (the training renders, seed 0) against the true joints
+# (`scripts/calibrate_landmarks.py`),
 # the left and right mirrored and averaged, the hip landmarks sit 22 mm nearer the middle, 16 mm higher and
 # 35 mm further forward than the mannequin's hip joints. Fitting the joints to them anyway bent the pelvis
 # and legs: with the offsets, the six evaluation renders (other seeds) went 2D 4.34 -> 4.08 px,
