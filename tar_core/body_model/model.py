@@ -32,6 +32,7 @@ __all__ = [
     "NUM_JOINTS",
     "PARENTS",
     "SMPL_MARKER_IDS",
+    "Attached",
     "BodyModel",
     "BodyModelData",
     "BodyOutput",
@@ -331,6 +332,24 @@ def _forward_kinematics(rotmats: torch.Tensor, J: torch.Tensor) -> tuple[torch.T
     return rot[:, _UNORDER], pos[:, _UNORDER]
 
 
+class Attached(NamedTuple):
+    """A point that moves with a bone: ``offset`` (metres, in the rest pose's axes: x left, y up, z forward)
+    from ``joint``, turned by the world rotation of ``frame`` (the joint whose rotation carries the bone)."""
+
+    joint: int
+    frame: int
+    offset: tuple[float, float, float]
+
+
+def _attached_points(G_rot: torch.Tensor, G_pos: torch.Tensor, attached: tuple[Attached, ...]) -> torch.Tensor:
+    """(B, A, 3) attached points from the joints' world rotations (B, 24, 3, 3) and positions (B, 24, 3)."""
+    if not attached:
+        return G_pos[:, :0]
+    joints, frames = [a.joint for a in attached], [a.frame for a in attached]
+    offset = torch.tensor([a.offset for a in attached], dtype=G_pos.dtype, device=G_pos.device)  # (A, 3)
+    return G_pos[:, joints] + (G_rot[:, frames] @ offset[:, :, None])[..., 0]
+
+
 class BodyOutput(NamedTuple):
     """Posed body. Shapes for batch B, V vertices, K markers."""
 
@@ -448,9 +467,10 @@ class BodyModel(torch.nn.Module):
                           markers=verts[:, : self.n_markers])
 
     def skeleton(self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None,
-                 extra: tuple[int, ...] = ()) -> torch.Tensor:
-        """(B, 24 + len(extra), 3): the joints and the chosen extra joints (smplx order) posed by local
-        rotations (B, 24, 3, 3): the least work for a fit that needs only these points."""
+                 extra: tuple[int, ...] = (), attached: tuple[Attached, ...] = ()) -> torch.Tensor:
+        """(B, 24 + len(extra) + len(attached), 3): the joints, the chosen extra joints (smplx order) and
+        points attached to bones, posed by local rotations (B, 24, 3, 3): the least work for a fit that
+        needs only these points."""
         B = rotmats.shape[0]
         sel = torch.as_tensor([self.n_markers + e for e in extra], dtype=torch.long)
         J = self.j_template + (betas @ self.j_shapedirs.flatten(0, 1).T).view(B, -1, 3)
@@ -463,7 +483,7 @@ class BodyModel(torch.nn.Module):
         A_t = G_pos - (G_rot @ J[..., None])[..., 0]
         w = self.s_weights[sel]
         verts = ((w @ G_rot.flatten(2)).view(B, -1, 3, 3) @ v[..., None])[..., 0] + w @ A_t
-        out = torch.cat([G_pos, verts], 1)
+        out = torch.cat([G_pos, verts, _attached_points(G_rot, G_pos, attached)], 1)
         return out if transl is None else out + transl[:, None]
 
     def forward(self, global_orient, body_pose, betas=None, transl=None, full_mesh: bool = True) -> BodyOutput:

@@ -39,6 +39,7 @@ from tar_core.body_model import (
     NUM_JOINTS,
     PARENTS,
     SMPL_MARKER_IDS,
+    Attached,
     BodyModel,
     convert_smpl_file,
     load_body_model,
@@ -46,6 +47,7 @@ from tar_core.body_model import (
     load_smpl_pickle,
 )
 from tar_core.errors import BodyModelError, UnsafePickleError
+from tar_core.geometry.rotations import axis_angle_to_matrix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMPL_NUM_VERTICES = 6890
@@ -446,6 +448,22 @@ def test_mannequin_output_shapes_and_markers(mannequin):
         a = mannequin(go, bp)
         b = mannequin(go, bp, torch.zeros(3, NUM_BETAS))
     torch.testing.assert_close(a.vertices, b.vertices, rtol=0, atol=0)
+
+
+def test_attached_points_move_with_their_bone(mannequin):
+    """A point attached to a bone sits at its offset from the joint, turned by the bone frame's rotation; a
+    zero offset is the joint itself."""
+    g = torch.manual_seed(0)
+    R = axis_angle_to_matrix(0.5 * torch.randn(3, NUM_JOINTS, 3, generator=g))
+    betas, transl = 0.5 * torch.randn(3, NUM_BETAS, generator=g), torch.randn(3, 3, generator=g)
+    off = (0.03, -0.02, 0.05)
+    pts = mannequin.skeleton(R, betas, transl, (), (Attached(4, 1, off), Attached(7, 7, (0.0, 0.0, 0.0))))
+    joints = pts[:, :NUM_JOINTS]
+    # the thigh's world rotation: pelvis then hip (the hip joint carries the thigh and so the knee)
+    thigh = R[:, 0] @ R[:, 1]
+    expected = joints[:, 4] + (thigh @ torch.tensor(off))
+    torch.testing.assert_close(pts[:, NUM_JOINTS], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pts[:, NUM_JOINTS + 1], joints[:, 7], atol=1e-6, rtol=0)
 
 
 def test_mannequin_mesh_is_closed_and_outward(mannequin_data, body_faces):

@@ -15,9 +15,10 @@ from tar_core.capture.engines.keypoints.focal import estimate_focal
 from tar_core.capture.engines.keypoints.ik import rest_body, solve_ik
 from tar_core.capture.engines.keypoints.landmarks import MP_TO_BODY, TrackArrays
 from tar_core.capture.engines.keypoints.optim import lbfgs_rows
-from tar_core.capture.engines.keypoints.solver import SolveConfig
+from tar_core.capture.engines.keypoints.solver import ATTACHED, SolveConfig
 from tar_core.errors import Cancelled
 from tar_core.geometry import camera as cam
+from tar_core.geometry.rotations import axis_angle_to_matrix
 from tar_core.util.stop import StopFlag
 
 W, H = 640, 480
@@ -305,3 +306,25 @@ def test_rows_are_solved_independently_to_their_own_optimum():
         alone = lbfgs_rows(lambda x, rows: bowl(x, torch.tensor([3]) if rows is None else rows + 3),
                            torch.zeros(1, 8, dtype=torch.float64), k, 0.0, StopFlag())
         assert torch.allclose(batch.x[3], alone.x[0], atol=1e-9)
+
+
+def test_hips_seen_where_mediapipe_puts_them_are_fitted_at_the_joints(body):
+    n = 10
+    poses = upright(n)
+    poses[:, 3 * 1], poses[:, 3 * 2] = np.linspace(-0.2, -0.8, n), -0.3  # hips flexed
+    poses[:, 3 * 4], poses[:, 3 * 5] = np.linspace(0.2, 0.9, n), 0.4  # knees bent
+    trans = np.tile([0.0, 0.1, 3.5], (n, 1))
+    K = cam.intrinsics(800, (W / 2, H / 2))
+    truth = posed(body, poses, trans)
+    R = axis_angle_to_matrix(torch.tensor(poses, dtype=torch.float32).view(n, 24, 3))
+    with torch.no_grad():
+        seen = body.skeleton(R, torch.zeros(n, 10), torch.tensor(trans, dtype=torch.float32), (),
+                             ATTACHED).double().numpy()[:, 24:]  # the hip landmarks where MediaPipe puts them
+    assert np.linalg.norm(seen - truth[:, [1, 2]], axis=-1).min() > 0.03
+    tr = track(body, poses, trans)
+    tr.xy[:, [23, 24]] = cam.project(seen, K)
+    tr.world[:, [23, 24]] += seen - truth[:, [1, 2]]
+    fit = kp.fit_track(body, tr, K, kp.FitConfig(pin_feet=False), StopFlag())
+    hips = posed(body, fit.poses, fit.trans)[:, [1, 2]]
+    err = np.linalg.norm(hips - truth[:, [1, 2]], axis=-1).mean()
+    assert err < 0.0135, err  # 17 mm when the fit takes the hip landmarks for the joints

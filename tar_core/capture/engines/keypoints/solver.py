@@ -19,16 +19,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tar_core.capture.engines.keypoints.landmarks import BODY_IDS, FOOT_BODY, MP_IDS
+from tar_core.capture.engines.keypoints.landmarks import BODY_IDS, FOOT_BODY, LANDMARK_OFFSETS, MP_IDS
 from tar_core.capture.engines.keypoints.optim import lbfgs_rows
 from tar_core.geometry.rotations import axis_angle_to_matrix
 
 __all__ = ["FOOT_COLS", "PT_COLS", "Observations", "SolveConfig", "refine", "pose_points"]
 
-# The posed points a fit needs: the 24 joints and these extra joints (smplx order), and where each body
-# point of the landmarks (BODY_IDS) and of the contacts (FOOT_BODY) sits among them.
+# The posed points a fit needs: the 24 joints, these extra joints (smplx order) and the landmarks that sit
+# apart from their joints (LANDMARK_OFFSETS), and where each landmark's point (PT_COLS) and each contact
+# point (FOOT_BODY) sits among them.
 EXTRAS = tuple(sorted({i - 24 for i in (*BODY_IDS, *FOOT_BODY) if i >= 24}))
-PT_COLS = [i if i < 24 else 24 + EXTRAS.index(i - 24) for i in BODY_IDS]
+ATTACHED = tuple(LANDMARK_OFFSETS.values())
+_N_FIXED = 24 + len(EXTRAS)
+
+
+def _column(mp: int, body_id: int) -> int:
+    if mp in LANDMARK_OFFSETS:
+        return _N_FIXED + list(LANDMARK_OFFSETS).index(mp)
+    return body_id if body_id < 24 else 24 + EXTRAS.index(body_id - 24)
+
+
+PT_COLS = [_column(int(m), int(b)) for m, b in zip(MP_IDS, BODY_IDS, strict=True)]
 FOOT_COLS = [24 + EXTRAS.index(i - 24) for i in FOOT_BODY]
 
 LIMB_MP = (11, 12, 13, 14, 15, 16, 25, 26, 27, 28, 29, 30, 31, 32)  # the 3D term's landmarks
@@ -96,8 +107,8 @@ def observations(xy, vis, world, box_size, pelvis_R, cfg: SolveConfig, pins=None
 
 
 def pose_points(body, betas: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """(n, 24 + len(EXTRAS), 3) the joints and the needed extra points of the posed body, camera frame."""
-    return body.skeleton(R, betas.expand(len(R), -1), t, EXTRAS)
+    """(n, 24 + len(EXTRAS) + len(ATTACHED), 3) the joints and the other points a fit needs, camera frame."""
+    return body.skeleton(R, betas.expand(len(R), -1), t, EXTRAS, ATTACHED)
 
 
 def _loss(pts, R_global, t, t_start, delta, obs: Observations, K: torch.Tensor, cfg: SolveConfig) -> torch.Tensor:
