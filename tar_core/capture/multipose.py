@@ -43,7 +43,7 @@ import sys
 import numpy as np
 
 from tar_core.capture.detection import Landmarks, landmarks_box
-from tar_core.capture.tracking import Detection, box_iou
+from tar_core.capture.tracking import Detection, box_iou, box_iou_one
 
 __all__ = ["LandmarksInBoxes", "MultiPoseDetector", "quiet_native_stderr"]
 
@@ -95,14 +95,13 @@ def _import_mediapipe():
 
 def _pose_landmarker():
     """MediaPipe's single-person ``Pose`` in tracking mode (``model_complexity=1``, the model in the wheel),
-    created and run once on a blank image with fd 2 silenced (its models load and log then)."""
+    created with fd 2 silenced. Its models load (and log) at its first ``process``, which runs silenced too;
+    a warm-up run on a blank image would cost a detector pass and save nothing."""
     mp = _import_mediapipe()
     with quiet_native_stderr():
-        pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+        return mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
                                       enable_segmentation=False, min_detection_confidence=0.5,
                                       min_tracking_confidence=0.5)
-        pose.process(np.zeros((32, 32, 3), np.uint8))
-    return pose
 
 
 def _pose_detector():
@@ -113,10 +112,8 @@ def _pose_detector():
     from mediapipe.python import solution_base
 
     config = text_format.Parse(_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
-    with quiet_native_stderr():
-        det = solution_base.SolutionBase(graph_config=config, outputs=["detections"])
-        det.process({"image": np.zeros((32, 32, 3), np.uint8)})
-    return det
+    with quiet_native_stderr():  # its model loads at the first ``process`` (silenced as every call is)
+        return solution_base.SolutionBase(graph_config=config, outputs=["detections"])
 
 
 def _body_squares(result, x0: float, y0: float, sx: float, sy: float) -> list[Detection]:
@@ -462,7 +459,7 @@ class MultiPoseDetector:
                 d = self._regions.run(tid, image, own, time_s)
             if d is None:
                 continue
-            if box_iou(predicted[tid], d.box)[0, 0] < MIN_OWN_IOU:  # alone on the whole frame: someone else
+            if box_iou_one(predicted[tid], d.box) < MIN_OWN_IOU:  # alone on the whole frame: someone else
                 self._regions.reset(tid, time_s)
                 continue
             found[tid] = d
@@ -487,16 +484,18 @@ class MultiPoseDetector:
         track has had (landmarks lost in a flip or a blur spread over half the frame)."""
         found = {t: d for t, d in found.items()
                  if np.hypot(*(d.box[2:] - d.box[:2])) <= SIZE_JUMP * tracker.typical_size(t)}
+        if len(predicted) == 1:  # one track: no other pass to share a person with, no one else to slide onto
+            return set(found)
         ids = list(found)
         boxes = np.stack([found[t].box for t in ids]) if ids else np.zeros((0, 4))
         same = box_iou(boxes, boxes) > DUPLICATE_IOU
-        rank = {t: (tracker.last_frame(t), box_iou(predicted[t], found[t].box)[0, 0]) for t in ids}
+        rank = {t: (tracker.last_frame(t), box_iou_one(predicted[t], found[t].box)) for t in ids}
         keep = set()
         for i, tid in enumerate(ids):
             twins = [ids[j] for j in np.flatnonzero(same[i]) if j != i]
             if any(rank[t] > rank[tid] for t in twins):
                 continue
-            fits = {t: box_iou(predicted[t], found[tid].box)[0, 0] for t in predicted}
+            fits = {t: box_iou_one(predicted[t], found[tid].box) for t in predicted}
             best = max(fits, key=lambda t: fits[t])
             if best != tid and fits[best] > fits[tid] + 0.05 and best not in twins:
                 continue
@@ -508,12 +507,13 @@ class MultiPoseDetector:
         """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
         known = [d.box for d in dets]
         out: list[Detection] = []
-        for cand in self._candidates(image, bool(predicted), calm, where):
+        cands = self._candidates(image, bool(predicted), calm, where)
+        for cand in cands:
             if any(_same_person(cand.box, k) for k in known):
                 continue
             key, self._next_key = self._next_key, self._next_key - 1
             self.stats["new_person_passes"] += 1
-            d = self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
+            d = self._new_pass(key, image, cand, time_s, alone=not predicted and len(cands) == 1)
             others = [x.box for x in (*dets, *out)]
             if d is None or (others and box_iou(d.box, np.stack(others)).max() > 0.3):
                 self._regions.release(key, time_s)
@@ -522,6 +522,16 @@ class MultiPoseDetector:
             out.append(d)
             known.append(d.box)
         return out
+
+    def _new_pass(self, key: int, image: np.ndarray, cand: Detection, time_s: float, alone: bool) -> Detection | None:
+        """A new person's landmark pass: on a crop around the detector's box; or, for a person ``alone`` in view
+        and large enough for MediaPipe's own whole-frame detector (``WHOLE_MIN``), on the whole frame, as the
+        track's next passes will be (its landmarker need not start afresh then), when it finds that person."""
+        if alone and 0.5 * (cand.box[2] - cand.box[0]) >= WHOLE_MIN * max(image.shape[:2]):
+            d = self._regions.run(key, image, cand.box, time_s, whole=True)
+            if d is not None and _same_person(cand.box, d.box):
+                return d
+        return self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
 
     def _candidates(self, image, tracking: bool, calm: bool, where: np.ndarray | None = None) -> list[Detection]:
         """The detector on the whole frame, plus tiles of large frames (see the module docstring): while

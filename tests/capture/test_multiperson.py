@@ -138,6 +138,10 @@ def test_which_region_passes_stand():
     assert settle({1: Detection(box(225))}, predicted, tracker) == set()  # person 0's place, not found by 0
     assert settle({0: Detection(box(225)), 1: Detection(box(280))}, predicted, tracker) == {0, 1}
     assert settle({0: Detection(box(225, 400, 500))}, predicted, tracker) == set()  # 2.4 x the size
+    alone = {0: predicted[0]}  # one track: its pass stands wherever it landed, unless its box blew up
+    assert settle({0: Detection(box(400))}, alone, tracker) == {0}
+    assert settle({0: Detection(box(225, 400, 500))}, alone, tracker) == set()
+    assert settle({}, alone, tracker) == set()
 
 
 def test_two_people_crossing_keep_their_ids(tmp_path):

@@ -18,17 +18,18 @@ class _Quiet:
 
 def test_one_person_in_view_gets_mediapipes_own_whole_frame_landmarks(sample_clip):
     """Alone in view, a person's landmarks are exactly those of MediaPipe's single-person Pose run on the
-    whole frames (from the frame the track's landmarker switched to them), not of a pass on a crop."""
+    whole frames from the first one (the new person's pass takes the whole frame too), not of a pass on a crop."""
     tp = TrackingPass(_Quiet(), StopFlag())
     with VideoReader(str(sample_clip)) as reader:
         tracks, _ = tp.run(reader)
         assert len(tracks) == 1
         (track,) = tracks.values()
         images = {f.index: f.image for f in reader}
-    pose = multipose._pose_landmarker()  # a fresh one, as the track's is reset when it takes the whole frame
+    pose = multipose._pose_landmarker()  # a fresh one, as the track's was
     try:
         gaps = []
-        for k, fid in enumerate(track.frame_ids[1:], start=1):  # frame 0: the new person's pass, on a crop
+        assert track.frame_ids[0] == 0
+        for k, fid in enumerate(track.frame_ids):
             image = images[fid]
             res = pose.process(image)
             h, w = image.shape[:2]
