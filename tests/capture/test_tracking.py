@@ -199,6 +199,18 @@ def test_a_cached_prediction_is_the_fit_of_the_track_as_it_is_now():
     np.testing.assert_array_equal(tracker.predict(0, 14, 14 / FPS), tracker._fit(track, 14, 14 / FPS))
 
 
+def test_typical_size_is_the_median_diagonal():
+    """``typical_size`` (a pure-Python median) equals numpy's median of the recent diagonals, odd and even counts."""
+    rng = np.random.default_rng(5)
+    tracker = Tracker()
+    for f in range(14):
+        w, h = rng.uniform(80, 120), rng.uniform(160, 240)
+        tracker.update(f, f / FPS, [person(300.0, w=w, h=h)])
+        sizes = np.array(tracker._tracks[0].sizes)
+        assert len(sizes) == min(f + 1, Tracker.HISTORY)
+        assert tracker.typical_size(0) == np.median(sizes)
+
+
 def test_crossing_without_occlusion_and_uneven_timestamps():
     rng = np.random.default_rng(0)
     times = np.cumsum(rng.uniform(1 / 60, 1 / 20, size=50))
