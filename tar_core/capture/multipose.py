@@ -25,13 +25,19 @@ Per frame:
   never a tile three quarters covered by a person the whole-frame pass found.
   A detection whose hips lie near
   the centre of a person found on this frame by the region passes costs nothing more; any other gets a
-  landmark pass on its own region, by a fresh landmarker that then stays with the new track.
+  landmark pass on its own region, by a fresh landmarker that then stays with the new track. While nobody
+  is tracked, a landmarker that follows nobody first makes a pass on the whole frame, as a single ``Pose``
+  would: it runs the same detector graph on the frame inside, and its detections stand for the detector's
+  there (the tiles still go to the detector). When it found the one person in view, large enough for the
+  whole frame (``WHOLE_MIN``), that pass is the new person's: the track's landmarker goes on with the whole
+  frame, exactly MediaPipe's single-person path from the first frame.
 
 With one person in view before a still background the cost per frame is one landmark pass, as with a single
 ``Pose`` on the whole frame (a person whose crop would hold the whole frame gets the frame itself), plus a
-detector run per ``idle_s``. ``LandmarksInBoxes`` runs the same region passes inside the user's ``--boxes``,
-one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
-models; the capture path no longer needs it: the single-person graph is faster per pass.)
+detector run per ``idle_s`` (the detector graph is created at its first run). ``LandmarksInBoxes`` runs the
+same region passes inside the user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the
+Tasks-API bundle from the same models; the capture path no longer needs it: the single-person graph is
+faster per pass.)
 """
 
 from __future__ import annotations
@@ -62,6 +68,11 @@ MIN_OWN_IOU = 0.05  # a pass whose person barely overlaps the track's predicted 
 CROP_MARGIN = 0.06  # a crop is kept while the person's box stays this fraction of its side inside it
 CROP_RESIZE = (0.8, 1.25)  # ... and while the side it would have now is within these factors of its own
 _NONE = object()
+_POSE_GRAPH = "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb"  # mp.solutions.pose.Pose's graph
+_POSE_THRESHOLDS = (  # its min_detection_confidence, min_tracking_confidence
+    "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh",
+    "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__ThresholdingCalculator.threshold",
+)
 _DETECTOR_GRAPH = """
 input_stream: "image"
 output_stream: "detections"
@@ -94,14 +105,21 @@ def _import_mediapipe():
 
 
 def _pose_landmarker():
-    """MediaPipe's single-person ``Pose`` in tracking mode (``model_complexity=1``, the model in the wheel),
-    created with fd 2 silenced. Its models load (and log) at its first ``process``, which runs silenced too;
-    a warm-up run on a blank image would cost a detector pass and save nothing."""
-    mp = _import_mediapipe()
+    """MediaPipe's single-person pose graph as ``mp.solutions.pose.Pose`` builds it in tracking mode
+    (``model_complexity=1``, the model in the wheel; confidences 0.5), created with fd 2 silenced. Besides the
+    landmarks it gives ``pose_detections``: every person its own pose detector found, on the frames where it
+    ran that detector (those where it had nobody to follow; on the whole image, exactly what the discovery
+    detector finds there). Its models load (and log) at its first ``process``, which runs silenced too."""
+    _import_mediapipe()
+    from mediapipe.python import solution_base
+
     with quiet_native_stderr():
-        return mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
-                                      enable_segmentation=False, min_detection_confidence=0.5,
-                                      min_tracking_confidence=0.5)
+        return solution_base.SolutionBase(
+            binary_graph_path=_POSE_GRAPH,
+            side_inputs={"model_complexity": 1, "smooth_landmarks": True, "enable_segmentation": False,
+                         "smooth_segmentation": True, "use_prev_landmarks": True},
+            calculator_params={_POSE_THRESHOLDS[0]: 0.5, _POSE_THRESHOLDS[1]: 0.5},
+            outputs=["pose_landmarks", "pose_world_landmarks", "pose_detections"])
 
 
 def _pose_detector():
@@ -116,11 +134,12 @@ def _pose_detector():
         return solution_base.SolutionBase(graph_config=config, outputs=["detections"])
 
 
-def _body_squares(result, x0: float, y0: float, sx: float, sy: float) -> list[Detection]:
-    """The detector's people on a region at (x0, y0) of size (sx, sy) pixels: squares centred on the hips
-    reaching the body's enclosing circle (keypoint 0: mid-hip; keypoint 1: its radius)."""
+def _body_squares(detections, x0: float, y0: float, sx: float, sy: float) -> list[Detection]:
+    """The pose detector's people (its detections, or None) on a region at (x0, y0) of size (sx, sy) pixels:
+    squares centred on the hips reaching the body's enclosing circle (keypoint 0: mid-hip; keypoint 1: its
+    radius)."""
     out = []
-    for d in result.detections or []:
+    for d in detections or []:
         kp = d.location_data.relative_keypoints
         hip = np.array([x0 + kp[0].x * sx, y0 + kp[0].y * sy])
         r = float(np.hypot((kp[1].x - kp[0].x) * sx, (kp[1].y - kp[0].y) * sy))
@@ -135,6 +154,16 @@ def _to_landmarks(pose, world, x0: float, y0: float, sx: float, sy: float) -> La
     xy = np.stack([x0 + a[:, 0] * sx, y0 + a[:, 1] * sy], axis=1)
     w = np.array([(p.x, p.y, p.z) for p in world], dtype=np.float64)
     return Landmarks(image_xy=xy, visibility=a[:, 2].clip(0.0, 1.0), world=w)
+
+
+def _detection(res, x0: float, y0: float, sx: float, sy: float, width: int, height: int) -> Detection | None:
+    """A landmarker's result on an image region at (x0, y0) of size (sx, sy) pixels of a ``width`` x ``height``
+    image -> its person (box, mean visibility, Landmarks), or None."""
+    if res.pose_landmarks is None:
+        return None
+    lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, sx, sy)
+    box = landmarks_box(lm, width, height)
+    return None if box is None else Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm)
 
 
 def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, shrunk=None):
@@ -257,14 +286,21 @@ class _RegionPasses:
             crop, x0, y0, sx, sy = cut
             if hide:
                 crop = hide_others(crop, x0, y0, sx, sy, box, hide)
+        return _detection(self._process(key, crop), x0, y0, sx, sy, w, h)
+
+    def look(self, key: int, image: np.ndarray, time_s: float) -> tuple[Detection | None, list[Detection], bool]:
+        """A pass for ``key`` on the whole image by a landmarker that follows nobody (fresh, or from the pool):
+        its person (or None), every person its own detector found on the image (``_body_squares``), and
+        whether it follows someone now (else it has forgotten whom it followed already: no ``reset`` needed)."""
+        crop, x0, y0, sx, sy = self._image(key, image)
+        res = self._process(key, crop)
+        return (_detection(res, x0, y0, sx, sy, sx, sy), _body_squares(res.pose_detections, x0, y0, sx, sy),
+                res.pose_landmarks is not None)
+
+    def _process(self, key: int, crop: np.ndarray):
         pose = self._get(key)
         with quiet_native_stderr():
-            res = pose.process(crop)
-        if res.pose_landmarks is None:
-            return None
-        lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, sx, sy)
-        box = landmarks_box(lm, w, h)
-        return None if box is None else Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm)
+            return pose.process(crop)
 
     def reset(self, key: int, time_s: float) -> None:
         """Make ``key``'s landmarker forget whom it followed (a frame with nobody in it)."""
@@ -283,8 +319,11 @@ class _RegionPasses:
             if b is not _NONE:
                 table[src] = b
 
-    def release(self, key: int, time_s: float) -> None:
-        self.reset(key, time_s)
+    def release(self, key: int, time_s: float, forget: bool = True) -> None:
+        """``key``'s landmarker back to the pool, reset first (``forget=False``: it follows nobody already)."""
+        if forget:
+            self.reset(key, time_s)
+        self._frame.pop(key, None)
         pose = self._by_key.pop(key, None)
         if pose is not None:
             self._pool.append(pose)
@@ -399,7 +438,7 @@ class MultiPoseDetector:
         self.idle_every = max(self.calm_every, int(round(idle_s * fps)))
         self._still = Stillness()
         self._idle = 0  # frames since discovery last ran (not skipped)
-        self._detector = _pose_detector()
+        self._detector = None  # MediaPipe's pose detector alone, created when first needed
         self._regions = _RegionPasses()
         self._cropped: set[int] = set()  # tracks that the whole frame lost once: crops from then on
         self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
@@ -505,16 +544,24 @@ class MultiPoseDetector:
 
     def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool,
                     where: np.ndarray | None = None) -> list[Detection]:
-        """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
+        """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass. With nobody
+        tracked, a landmarker's whole-frame pass comes first (``_look``)."""
         known = [d.box for d in dets]
         out: list[Detection] = []
-        cands = self._candidates(image, bool(predicted), calm, where)
+        look = None if predicted else self._look(image, time_s)
+        cands = self._candidates(image, bool(predicted), calm, where, None if look is None else look[2])
+        if look is not None and not self._alone(image, cands, look[1]):
+            self._regions.release(look[0], time_s, forget=look[3])  # to the pool, for the passes below
+            look = None
         for cand in cands:
             if any(_same_person(cand.box, k) for k in known):
                 continue
-            key, self._next_key = self._next_key, self._next_key - 1
             self.stats["new_person_passes"] += 1
-            d = self._new_pass(key, image, cand, time_s, alone=not predicted and len(cands) == 1)
+            if look is not None:  # the whole-frame pass found this person, alone in view
+                key, d = look[:2]
+            else:
+                key, self._next_key = self._next_key, self._next_key - 1
+                d = self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
             others = [x.box for x in (*dets, *out)]
             if d is None or (others and box_iou(d.box, np.stack(others)).max() > 0.3):
                 self._regions.release(key, time_s)
@@ -524,22 +571,32 @@ class MultiPoseDetector:
             known.append(d.box)
         return out
 
-    def _new_pass(self, key: int, image: np.ndarray, cand: Detection, time_s: float, alone: bool) -> Detection | None:
-        """A new person's landmark pass: on a crop around the detector's box; or, for a person ``alone`` in view
-        and large enough for MediaPipe's own whole-frame detector (``WHOLE_MIN``), on the whole frame, as the
-        track's next passes will be (its landmarker need not start afresh then), when it finds that person."""
-        if alone and 0.5 * (cand.box[2] - cand.box[0]) >= WHOLE_MIN * max(image.shape[:2]):
-            d = self._regions.run(key, image, cand.box, time_s, whole=True)
-            if d is not None and _same_person(cand.box, d.box):
-                return d
-        return self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
+    def _look(self, image: np.ndarray, time_s: float) -> tuple[int, Detection | None, list[Detection], bool]:
+        """Nobody tracked: a whole-frame pass by a landmarker that follows nobody, as MediaPipe's single-person
+        path makes. Its own pose detector runs on the frame then and finds whom the discovery detector would
+        there (the same graph on the same image), so that one need not run. Returns (the landmarker's key,
+        its person or None, the detector's people, whether it follows someone)."""
+        key, self._next_key = self._next_key, self._next_key - 1
+        return key, *self._regions.look(key, image, time_s)
 
-    def _candidates(self, image, tracking: bool, calm: bool, where: np.ndarray | None = None) -> list[Detection]:
-        """The detector on the whole frame, plus tiles of large frames (see the module docstring): while
-        tracking, the tile centred nearest to ``where`` (something moved there) or the next in turn."""
+    @staticmethod
+    def _alone(image: np.ndarray, cands: list[Detection], found: Detection | None) -> bool:
+        """Whether the whole-frame pass ``found`` the only candidate, large enough for MediaPipe's own
+        whole-frame detector (``WHOLE_MIN``): it is then that person's first pass (the track's next passes
+        take the whole frame too, so its landmarker goes on without starting afresh)."""
+        if found is None or len(cands) != 1:
+            return False
+        box = cands[0].box
+        return bool(0.5 * (box[2] - box[0]) >= WHOLE_MIN * max(image.shape[:2]) and _same_person(box, found.box))
+
+    def _candidates(self, image, tracking: bool, calm: bool, where: np.ndarray | None = None,
+                    found: list[Detection] | None = None) -> list[Detection]:
+        """The detector on the whole frame (``found``: its people there, known already), plus tiles of large
+        frames (see the module docstring): while tracking, the tile centred nearest to ``where`` (something
+        moved there) or the next in turn."""
         h, w = image.shape[:2]
         self.stats["discovery_passes"] += 1
-        found = self._detect(image, (0, 0, w, h))
+        found = self._detect(image, (0, 0, w, h)) if found is None else list(found)
         regions: list = []
         if max(w, h) >= TILE_MIN_SIDE:
             grid = tiles(w, h)
@@ -565,9 +622,11 @@ class MultiPoseDetector:
 
     def _detect(self, image, region) -> list[Detection]:
         x0, y0, x1, y1 = region
+        if self._detector is None:
+            self._detector = _pose_detector()
         with quiet_native_stderr():
             res = self._detector.process({"image": np.ascontiguousarray(image[y0:y1, x0:x1])})
-        return _body_squares(res, x0, y0, x1 - x0, y1 - y0)
+        return _body_squares(res.detections, x0, y0, x1 - x0, y1 - y0)
 
     def bind(self, updates, ended, time_s: float) -> None:
         """After ``tracker.update``: each track keeps the landmarker that found it; ended tracks, and new
@@ -580,7 +639,8 @@ class MultiPoseDetector:
             self._regions.release(tid, time_s)
 
     def close(self) -> None:
-        self._detector.close()
+        if self._detector is not None:
+            self._detector.close()
         self._regions.close()
 
     def __enter__(self):

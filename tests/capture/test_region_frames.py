@@ -25,7 +25,9 @@ def test_one_person_in_view_gets_mediapipes_own_whole_frame_landmarks(sample_cli
         assert len(tracks) == 1
         (track,) = tracks.values()
         images = {f.index: f.image for f in reader}
-    pose = multipose._pose_landmarker()  # a fresh one, as the track's was
+    mp = multipose._import_mediapipe()
+    pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                                  enable_segmentation=False, min_detection_confidence=0.5, min_tracking_confidence=0.5)
     try:
         gaps = []
         assert track.frame_ids[0] == 0
@@ -34,10 +36,34 @@ def test_one_person_in_view_gets_mediapipes_own_whole_frame_landmarks(sample_cli
             res = pose.process(image)
             h, w = image.shape[:2]
             xy = np.array([(p.x * w, p.y * h) for p in res.pose_landmarks.landmark])
-            gaps.append(np.abs(xy - track.landmarks[k].image_xy).max())
+            world = np.array([(p.x, p.y, p.z) for p in res.pose_world_landmarks.landmark])
+            mine = track.landmarks[k]
+            gaps.append(max(np.abs(xy - mine.image_xy).max(), np.abs(world - mine.world).max()))
     finally:
         pose.close()
     assert len(gaps) >= 60 and max(gaps) < 1e-3
+
+
+def test_a_landmarker_following_nobody_finds_whom_the_discovery_detector_finds(sample_clip):
+    """The people a landmarker's own detector finds on a frame (it runs it while it follows nobody) are the
+    discovery detector's on that frame: the whole-frame discovery a first pass replaces costs nothing then."""
+    with VideoReader(str(sample_clip)) as reader:
+        images = [f.image for f in reader][:40:13]
+    detector = multipose._pose_detector()
+    try:
+        for image in images:
+            pose = multipose._pose_landmarker()  # a fresh one: it follows nobody
+            try:
+                res = pose.process(image)
+            finally:
+                pose.close()
+            h, w = image.shape[:2]
+            want = multipose._body_squares(detector.process({"image": image}).detections, 0, 0, w, h)
+            got = multipose._body_squares(res.pose_detections, 0, 0, w, h)
+            assert len(want) == 1 and res.pose_landmarks is not None
+            assert [(d.box.tolist(), d.score) for d in got] == [(d.box.tolist(), d.score) for d in want]
+    finally:
+        detector.close()
 
 
 def test_a_crop_stays_put_while_the_person_stays_inside_it():
