@@ -14,27 +14,27 @@ Per frame:
   kept (then the one nearest its prediction); the other landmarker is reset. A kept pass names its track
   (``Detection.source``), and the tracker gives it to that track first.
 - **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
-  graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
-  ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
-  frame for ``calm_s`` with nobody new. While someone is tracked, a due discovery is skipped when nothing
-  changed outside the tracked people since the last one ran (``Stillness``: a 128-pixel-wide copy of the
-  frame compared), for up to ``idle_s`` seconds. The detector sees a 224x224 copy of the frame and misses
-  people under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are
-  also searched in overlapping tiles: all of them while nobody is tracked; else the tile centred nearest to
-  where the frame changed, or in turn one per discovery (one every ``TILE_EVERY`` discoveries once calm);
-  never a tile three quarters covered by a person the whole-frame pass found.
-  A detection whose hips lie near
-  the centre of a person found on this frame by the region passes costs nothing more; any other gets a
-  landmark pass on its own region, by a fresh landmarker that then stays with the new track. While nobody
-  is tracked, a landmarker that follows nobody first makes a pass on the whole frame, as a single ``Pose``
-  would: it runs the same detector graph on the frame inside, and its detections stand for the detector's
-  there (the tiles still go to the detector). When it found the one person in view, large enough for the
-  whole frame (``WHOLE_MIN``), that pass is the new person's: the track's landmarker goes on with the whole
-  frame, exactly MediaPipe's single-person path from the first frame.
+  graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every ``discover_s``
+  seconds, and every ``calm_s`` seconds once each tracked person has been found on every frame for ``calm_s``
+  with nobody new. While someone is tracked, a due discovery is skipped when nothing changed outside the
+  tracked people since the last one ran (``Stillness``: a 128-pixel-wide copy of the frame compared), for up
+  to ``idle_s`` seconds (``alone_idle_s`` while one person alone in view is found confidently on the whole
+  frame: anyone else coming into view changes pixels outside them). The detector sees a 224x224 copy of the
+  frame and misses people under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE``
+  pixels or more are also searched in overlapping tiles: all of them while nobody is tracked; else the tile
+  centred nearest to where the frame changed, or in turn one per discovery (one every ``TILE_EVERY``
+  discoveries once calm); never a tile three quarters covered by a person the whole-frame pass found. A
+  detection whose hips lie near the centre of a person found on this frame by the region passes costs nothing
+  more; any other gets a landmark pass on its own region, by a fresh landmarker that then stays with the new
+  track. While nobody is tracked, a landmarker that follows nobody first makes a pass on the whole frame, as a
+  single ``Pose`` would: it runs the same detector graph on the frame inside, and its detections stand for the
+  detector's there (the tiles still go to the detector). When it found the one person in view, large enough
+  for the whole frame (``WHOLE_MIN``), that pass is the new person's: the track's landmarker goes on with the
+  whole frame, exactly MediaPipe's single-person path from the first frame.
 
 With one person in view before a still background the cost per frame is one landmark pass, as with a single
 ``Pose`` on the whole frame (a person whose crop would hold the whole frame gets the frame itself), plus a
-detector run per ``idle_s`` (the detector graph is created at its first run). ``LandmarksInBoxes`` runs the
+detector run per ``alone_idle_s`` (the detector graph is created at its first run). ``LandmarksInBoxes`` runs the
 same region passes inside the user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the
 Tasks-API bundle from the same models; the capture path no longer needs it: the single-person graph is
 faster per pass.)
@@ -64,6 +64,7 @@ TILE_EVERY = 2
 MAX_REGION_PASSES = 12
 WHOLE_MIN = 0.125  # the whole frame only for a person whose box half-side is this x the frame's longer side
 # (a box of a quarter of it: MediaPipe's own whole-frame detector misses smaller people)
+CONFIDENT = 0.6  # the mean landmark visibility of a person alone in view for discovery to rest longer
 MIN_OWN_IOU = 0.05  # a pass whose person barely overlaps the track's predicted box found someone else
 CROP_MARGIN = 0.06  # a crop is kept while the person's box stays this fraction of its side inside it
 CROP_RESIZE = (0.8, 1.25)  # ... and while the side it would have now is within these factors of its own
@@ -151,7 +152,7 @@ def _body_squares(detections, x0: float, y0: float, sx: float, sy: float) -> lis
 def _to_landmarks(pose, world, x0: float, y0: float, sx: float, sy: float) -> Landmarks:
     """One pose (landmarks normalised to an image region at (x0, y0) of size (sx, sy) pixels) -> Landmarks."""
     a = np.array([(p.x, p.y, p.visibility if p.visibility is not None else 0.0) for p in pose], dtype=np.float64)
-    xy = np.stack([x0 + a[:, 0] * sx, y0 + a[:, 1] * sy], axis=1)
+    xy = a[:, :2] * (sx, sy) + (x0, y0)
     w = np.array([(p.x, p.y, p.z) for p in world], dtype=np.float64)
     return Landmarks(image_xy=xy, visibility=a[:, 2].clip(0.0, 1.0), world=w)
 
@@ -328,6 +329,10 @@ class _RegionPasses:
         if pose is not None:
             self._pool.append(pose)
 
+    def whole(self, key: int) -> bool:
+        """Whether ``key``'s landmarker works on the whole image."""
+        return key in self._frame and self._frame[key] is None
+
     def keys(self) -> list[int]:
         return list(self._by_key)
 
@@ -431,11 +436,13 @@ class MultiPoseDetector:
     its landmarker.
     """
 
-    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0, idle_s: float = 3.0):
+    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0, idle_s: float = 3.0,
+                 alone_idle_s: float = 10.0):
         fps = fps or 30.0
         self.discover_every = max(1, int(round(discover_s * fps)))
         self.calm_every = max(self.discover_every, int(round(calm_s * fps)))
         self.idle_every = max(self.calm_every, int(round(idle_s * fps)))
+        self.alone_idle_every = max(self.idle_every, int(round(alone_idle_s * fps)))
         self._still = Stillness()
         self._idle = 0  # frames since discovery last ran (not skipped)
         self._detector = None  # MediaPipe's pose detector alone, created when first needed
@@ -453,7 +460,7 @@ class MultiPoseDetector:
         """Discovery is due every ``discover_s``; once every track has been found on each frame for ``calm_s``
         (and discovery found nobody new), every ``calm_s``. While someone is tracked, a due discovery is
         skipped when nothing changed outside the tracked people since the last one (``Stillness``), for up
-        to ``idle_s``."""
+        to ``idle_s`` (``alone_idle_s`` for one person alone in view: see ``_idle_limit``)."""
         self._origin.clear()
         open_ids = tracker.open_track_ids
         predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
@@ -468,7 +475,7 @@ class MultiPoseDetector:
         if not open_ids or self._since >= (self.calm_every if calm else self.discover_every):
             self._since = 0
             where = None if not open_ids else self._still.moved(image, [d.box for d in dets])
-            if not open_ids or self._idle >= self.idle_every or where is not None:
+            if not open_ids or self._idle >= self._idle_limit(open_ids, dets) or where is not None:
                 new = self._new_people(image, time_s, predicted, dets, calm, where)
                 self._calm = 0 if new else self._calm
                 dets += new
@@ -478,6 +485,15 @@ class MultiPoseDetector:
                 self.stats["discoveries_skipped"] += 1
         self._calm += 1
         return dets
+
+    def _idle_limit(self, open_ids: list[int], dets: list[Detection]) -> int:
+        """Frames discovery may rest while nothing changes outside the tracked people: ``alone_idle_s`` while one
+        person is tracked, found on this frame on the whole frame (MediaPipe's own single-person path) with a
+        mean visibility of ``CONFIDENT`` or more: whoever else comes into view changes pixels outside them
+        (``Stillness``); else ``idle_s``."""
+        alone = (len(open_ids) == 1 and len(dets) == 1 and dets[0].source == open_ids[0]
+                 and self._regions.whole(open_ids[0]) and dets[0].score >= CONFIDENT)
+        return self.alone_idle_every if alone else self.idle_every
 
     def _track_passes(self, image, time_s: float, tracker, predicted: dict) -> list[Detection]:
         """A region pass per open track (recently seen people first), other people's predicted boxes hidden in

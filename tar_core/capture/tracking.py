@@ -380,7 +380,10 @@ class Tracker:
             track = next((t for t in auto if t.track_id == det.source), None)
             if track is None or det.source in out.values():
                 continue
-            score = self._scores([track], [det], frame_index, time, track.frame != previous)[0, 0]
+            if track.frame == previous:  # seen last frame: the IoU with its prediction (``_scores``, in floats)
+                score = box_iou_one(self._predict(track, frame_index, time), det.box)
+            else:
+                score = self._scores([track], [det], frame_index, time, True)[0, 0]
             if score >= self.iou_threshold:
                 out[c] = track.track_id
         return out

@@ -79,3 +79,25 @@ def test_a_crop_stays_put_while_the_person_stays_inside_it():
     sq = regions._square(7, grown, 1.7)
     assert np.isclose(sq[2] - sq[0], 1.7 * 300.0)
     regions.close()
+
+
+def _discovery_stats(clip, **timing) -> dict:
+    from tar_core.capture.tracking import Tracker
+
+    with VideoReader(str(clip)) as reader:
+        fps = reader.info.fps
+        tracker = Tracker(max_missed=int(1.5 * fps))
+        with multipose.MultiPoseDetector(fps=fps, **timing) as det:
+            for f in reader:
+                updates, ended = tracker.update(f.index, f.time, det.detect(f.image, f.index, f.time, tracker))
+                det.bind(updates, ended, f.time)
+    return det.stats
+
+
+def test_discovery_rests_longer_while_one_person_is_alone_in_view(sample_clip):
+    """One person alone in view, found on the whole frame, before a still background: after the first frame's
+    pass, due discoveries rest for ``alone_idle_s`` (here longer than the clip) instead of ``idle_s``."""
+    alone = _discovery_stats(sample_clip, calm_s=0.25, idle_s=0.5, alone_idle_s=5.0)
+    as_others = _discovery_stats(sample_clip, calm_s=0.25, idle_s=0.5, alone_idle_s=0.5)
+    assert alone["discovery_passes"] == 1 and alone["discoveries_skipped"] >= 8, alone
+    assert as_others["discovery_passes"] >= 4, as_others
