@@ -14,24 +14,30 @@ Per frame:
   kept (then the one nearest its prediction); the other landmarker is reset. A kept pass names its track
   (``Detection.source``), and the tracker gives it to that track first.
 - **Discovery.** New people are looked for by MediaPipe's pose *detector* alone (its ``PoseDetectionCpu``
-  graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every
-  ``discover_s`` seconds, and every ``calm_s`` seconds once each tracked person has been found on every
-  frame for ``calm_s`` with nobody new. While someone is tracked, a due discovery is skipped when nothing
-  changed outside the tracked people since the last one ran (``Stillness``: a 128-pixel-wide copy of the
-  frame compared), for up to ``idle_s`` seconds. The detector sees a 224x224 copy of the frame and misses
-  people under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE`` pixels or more are
-  also searched in overlapping tiles: all of them while nobody is tracked; else the tile centred nearest to
-  where the frame changed, or in turn one per discovery (one every ``TILE_EVERY`` discoveries once calm);
-  never a tile three quarters covered by a person the whole-frame pass found.
-  A detection whose hips lie near
-  the centre of a person found on this frame by the region passes costs nothing more; any other gets a
-  landmark pass on its own region, by a fresh landmarker that then stays with the new track.
+  graph: boxes, no landmarks) on the whole frame: on every frame while nobody is tracked, every ``discover_s``
+  seconds, and every ``calm_s`` seconds once each tracked person has been found on every frame for ``calm_s``
+  with nobody new. While someone is tracked, a due discovery is skipped when nothing changed outside the
+  tracked people since the last one ran (``Stillness``: a 128-pixel-wide copy of the frame compared), for up
+  to ``idle_s`` seconds (``alone_idle_s`` while one person alone in view is found confidently on the whole
+  frame: anyone else coming into view changes pixels outside them). The detector sees a 224x224 copy of the
+  frame and misses people under about a quarter of the frame's longer side, so frames of ``TILE_MIN_SIDE``
+  pixels or more are also searched in overlapping tiles: all of them while nobody is tracked; else the tile
+  centred nearest to where the frame changed, or in turn one per discovery (one every ``TILE_EVERY``
+  discoveries once calm); never a tile three quarters covered by a person the whole-frame pass found. A
+  detection whose hips lie near the centre of a person found on this frame by the region passes costs nothing
+  more; any other gets a landmark pass on its own region, by a fresh landmarker that then stays with the new
+  track. While nobody is tracked, a landmarker that follows nobody first makes a pass on the whole frame, as a
+  single ``Pose`` would: it runs the same detector graph on the frame inside, and its detections stand for the
+  detector's there (the tiles still go to the detector). When it found the one person in view, large enough
+  for the whole frame (``WHOLE_MIN``), that pass is the new person's: the track's landmarker goes on with the
+  whole frame, exactly MediaPipe's single-person path from the first frame.
 
 With one person in view before a still background the cost per frame is one landmark pass, as with a single
 ``Pose`` on the whole frame (a person whose crop would hold the whole frame gets the frame itself), plus a
-detector run per ``idle_s``. ``LandmarksInBoxes`` runs the same region passes inside the user's ``--boxes``,
-one landmarker per user id. (``pose_bundle`` builds the Tasks-API bundle from the same
-models; the capture path no longer needs it: the single-person graph is faster per pass.)
+detector run per ``alone_idle_s`` (the detector graph is created at its first run). ``LandmarksInBoxes`` runs the
+same region passes inside the user's ``--boxes``, one landmarker per user id. (``pose_bundle`` builds the
+Tasks-API bundle from the same models; the capture path no longer needs it: the single-person graph is
+faster per pass.)
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import sys
 import numpy as np
 
 from tar_core.capture.detection import Landmarks, landmarks_box
-from tar_core.capture.tracking import Detection, box_iou
+from tar_core.capture.tracking import Detection, box_iou, box_iou_one
 
 __all__ = ["LandmarksInBoxes", "MultiPoseDetector", "quiet_native_stderr"]
 
@@ -58,10 +64,16 @@ TILE_EVERY = 2
 MAX_REGION_PASSES = 12
 WHOLE_MIN = 0.125  # the whole frame only for a person whose box half-side is this x the frame's longer side
 # (a box of a quarter of it: MediaPipe's own whole-frame detector misses smaller people)
+CONFIDENT = 0.6  # the mean landmark visibility of a person alone in view for discovery to rest longer
 MIN_OWN_IOU = 0.05  # a pass whose person barely overlaps the track's predicted box found someone else
 CROP_MARGIN = 0.06  # a crop is kept while the person's box stays this fraction of its side inside it
 CROP_RESIZE = (0.8, 1.25)  # ... and while the side it would have now is within these factors of its own
 _NONE = object()
+_POSE_GRAPH = "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb"  # mp.solutions.pose.Pose's graph
+_POSE_THRESHOLDS = (  # its min_detection_confidence, min_tracking_confidence
+    "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh",
+    "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__ThresholdingCalculator.threshold",
+)
 _DETECTOR_GRAPH = """
 input_stream: "image"
 output_stream: "detections"
@@ -94,15 +106,21 @@ def _import_mediapipe():
 
 
 def _pose_landmarker():
-    """MediaPipe's single-person ``Pose`` in tracking mode (``model_complexity=1``, the model in the wheel),
-    created and run once on a blank image with fd 2 silenced (its models load and log then)."""
-    mp = _import_mediapipe()
+    """MediaPipe's single-person pose graph as ``mp.solutions.pose.Pose`` builds it in tracking mode
+    (``model_complexity=1``, the model in the wheel; confidences 0.5), created with fd 2 silenced. Besides the
+    landmarks it gives ``pose_detections``: every person its own pose detector found, on the frames where it
+    ran that detector (those where it had nobody to follow; on the whole image, exactly what the discovery
+    detector finds there). Its models load (and log) at its first ``process``, which runs silenced too."""
+    _import_mediapipe()
+    from mediapipe.python import solution_base
+
     with quiet_native_stderr():
-        pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
-                                      enable_segmentation=False, min_detection_confidence=0.5,
-                                      min_tracking_confidence=0.5)
-        pose.process(np.zeros((32, 32, 3), np.uint8))
-    return pose
+        return solution_base.SolutionBase(
+            binary_graph_path=_POSE_GRAPH,
+            side_inputs={"model_complexity": 1, "smooth_landmarks": True, "enable_segmentation": False,
+                         "smooth_segmentation": True, "use_prev_landmarks": True},
+            calculator_params={_POSE_THRESHOLDS[0]: 0.5, _POSE_THRESHOLDS[1]: 0.5},
+            outputs=["pose_landmarks", "pose_world_landmarks", "pose_detections"])
 
 
 def _pose_detector():
@@ -113,17 +131,16 @@ def _pose_detector():
     from mediapipe.python import solution_base
 
     config = text_format.Parse(_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
-    with quiet_native_stderr():
-        det = solution_base.SolutionBase(graph_config=config, outputs=["detections"])
-        det.process({"image": np.zeros((32, 32, 3), np.uint8)})
-    return det
+    with quiet_native_stderr():  # its model loads at the first ``process`` (silenced as every call is)
+        return solution_base.SolutionBase(graph_config=config, outputs=["detections"])
 
 
-def _body_squares(result, x0: float, y0: float, sx: float, sy: float) -> list[Detection]:
-    """The detector's people on a region at (x0, y0) of size (sx, sy) pixels: squares centred on the hips
-    reaching the body's enclosing circle (keypoint 0: mid-hip; keypoint 1: its radius)."""
+def _body_squares(detections, x0: float, y0: float, sx: float, sy: float) -> list[Detection]:
+    """The pose detector's people (its detections, or None) on a region at (x0, y0) of size (sx, sy) pixels:
+    squares centred on the hips reaching the body's enclosing circle (keypoint 0: mid-hip; keypoint 1: its
+    radius)."""
     out = []
-    for d in result.detections or []:
+    for d in detections or []:
         kp = d.location_data.relative_keypoints
         hip = np.array([x0 + kp[0].x * sx, y0 + kp[0].y * sy])
         r = float(np.hypot((kp[1].x - kp[0].x) * sx, (kp[1].y - kp[0].y) * sy))
@@ -135,9 +152,19 @@ def _body_squares(result, x0: float, y0: float, sx: float, sy: float) -> list[De
 def _to_landmarks(pose, world, x0: float, y0: float, sx: float, sy: float) -> Landmarks:
     """One pose (landmarks normalised to an image region at (x0, y0) of size (sx, sy) pixels) -> Landmarks."""
     a = np.array([(p.x, p.y, p.visibility if p.visibility is not None else 0.0) for p in pose], dtype=np.float64)
-    xy = np.stack([x0 + a[:, 0] * sx, y0 + a[:, 1] * sy], axis=1)
+    xy = a[:, :2] * (sx, sy) + (x0, y0)
     w = np.array([(p.x, p.y, p.z) for p in world], dtype=np.float64)
     return Landmarks(image_xy=xy, visibility=a[:, 2].clip(0.0, 1.0), world=w)
+
+
+def _detection(res, x0: float, y0: float, sx: float, sy: float, width: int, height: int) -> Detection | None:
+    """A landmarker's result on an image region at (x0, y0) of size (sx, sy) pixels of a ``width`` x ``height``
+    image -> its person (box, mean visibility, Landmarks), or None."""
+    if res.pose_landmarks is None:
+        return None
+    lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, sx, sy)
+    box = landmarks_box(lm, width, height)
+    return None if box is None else Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm)
 
 
 def crop_square(image: np.ndarray, box: np.ndarray, scale: float = CROP_SCALE, shrunk=None):
@@ -260,14 +287,21 @@ class _RegionPasses:
             crop, x0, y0, sx, sy = cut
             if hide:
                 crop = hide_others(crop, x0, y0, sx, sy, box, hide)
+        return _detection(self._process(key, crop), x0, y0, sx, sy, w, h)
+
+    def look(self, key: int, image: np.ndarray, time_s: float) -> tuple[Detection | None, list[Detection], bool]:
+        """A pass for ``key`` on the whole image by a landmarker that follows nobody (fresh, or from the pool):
+        its person (or None), every person its own detector found on the image (``_body_squares``), and
+        whether it follows someone now (else it has forgotten whom it followed already: no ``reset`` needed)."""
+        crop, x0, y0, sx, sy = self._image(key, image)
+        res = self._process(key, crop)
+        return (_detection(res, x0, y0, sx, sy, sx, sy), _body_squares(res.pose_detections, x0, y0, sx, sy),
+                res.pose_landmarks is not None)
+
+    def _process(self, key: int, crop: np.ndarray):
         pose = self._get(key)
         with quiet_native_stderr():
-            res = pose.process(crop)
-        if res.pose_landmarks is None:
-            return None
-        lm = _to_landmarks(res.pose_landmarks.landmark, res.pose_world_landmarks.landmark, x0, y0, sx, sy)
-        box = landmarks_box(lm, w, h)
-        return None if box is None else Detection(box=box, score=float(np.mean(lm.visibility)), payload=lm)
+            return pose.process(crop)
 
     def reset(self, key: int, time_s: float) -> None:
         """Make ``key``'s landmarker forget whom it followed (a frame with nobody in it)."""
@@ -286,11 +320,18 @@ class _RegionPasses:
             if b is not _NONE:
                 table[src] = b
 
-    def release(self, key: int, time_s: float) -> None:
-        self.reset(key, time_s)
+    def release(self, key: int, time_s: float, forget: bool = True) -> None:
+        """``key``'s landmarker back to the pool, reset first (``forget=False``: it follows nobody already)."""
+        if forget:
+            self.reset(key, time_s)
+        self._frame.pop(key, None)
         pose = self._by_key.pop(key, None)
         if pose is not None:
             self._pool.append(pose)
+
+    def whole(self, key: int) -> bool:
+        """Whether ``key``'s landmarker works on the whole image."""
+        return key in self._frame and self._frame[key] is None
 
     def keys(self) -> list[int]:
         return list(self._by_key)
@@ -360,8 +401,9 @@ class Stillness:
         h, w = image.shape[:2]
         size = (self.WIDTH, max(1, round(self.WIDTH * h / w)))
         step = max(1, w // self.WIDTH)  # every step-th pixel, then a blur: cheap on any frame (area means are not)
-        small = cv2.resize(image[::step, ::step], size, interpolation=cv2.INTER_LINEAR)
-        return cv2.GaussianBlur(small, (3, 3), 0).astype(np.int16).mean(axis=2)
+        small = cv2.GaussianBlur(cv2.resize(image[::step, ::step], size, interpolation=cv2.INTER_LINEAR), (3, 3), 0)
+        c = small.astype(np.float64)
+        return (c[..., 0] + c[..., 1] + c[..., 2]) / 3  # the channels' mean: a tenth of the cost of mean(axis=2)
 
     def remember(self, image: np.ndarray, boxes: list) -> None:
         self._ref, self._ref_boxes = self._small(image), list(boxes)
@@ -394,14 +436,16 @@ class MultiPoseDetector:
     its landmarker.
     """
 
-    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0, idle_s: float = 3.0):
+    def __init__(self, fps: float = 30.0, discover_s: float = 0.25, calm_s: float = 1.0, idle_s: float = 3.0,
+                 alone_idle_s: float = 10.0):
         fps = fps or 30.0
         self.discover_every = max(1, int(round(discover_s * fps)))
         self.calm_every = max(self.discover_every, int(round(calm_s * fps)))
         self.idle_every = max(self.calm_every, int(round(idle_s * fps)))
+        self.alone_idle_every = max(self.idle_every, int(round(alone_idle_s * fps)))
         self._still = Stillness()
         self._idle = 0  # frames since discovery last ran (not skipped)
-        self._detector = _pose_detector()
+        self._detector = None  # MediaPipe's pose detector alone, created when first needed
         self._regions = _RegionPasses()
         self._cropped: set[int] = set()  # tracks that the whole frame lost once: crops from then on
         self._origin: dict[int, int] = {}  # id(detection) -> the key of the region pass that made it
@@ -416,7 +460,7 @@ class MultiPoseDetector:
         """Discovery is due every ``discover_s``; once every track has been found on each frame for ``calm_s``
         (and discovery found nobody new), every ``calm_s``. While someone is tracked, a due discovery is
         skipped when nothing changed outside the tracked people since the last one (``Stillness``), for up
-        to ``idle_s``."""
+        to ``idle_s`` (``alone_idle_s`` for one person alone in view: see ``_idle_limit``)."""
         self._origin.clear()
         open_ids = tracker.open_track_ids
         predicted = {tid: tracker.predict(tid, frame_index, time_s) for tid in open_ids}
@@ -431,7 +475,7 @@ class MultiPoseDetector:
         if not open_ids or self._since >= (self.calm_every if calm else self.discover_every):
             self._since = 0
             where = None if not open_ids else self._still.moved(image, [d.box for d in dets])
-            if not open_ids or self._idle >= self.idle_every or where is not None:
+            if not open_ids or self._idle >= self._idle_limit(open_ids, dets) or where is not None:
                 new = self._new_people(image, time_s, predicted, dets, calm, where)
                 self._calm = 0 if new else self._calm
                 dets += new
@@ -441,6 +485,15 @@ class MultiPoseDetector:
                 self.stats["discoveries_skipped"] += 1
         self._calm += 1
         return dets
+
+    def _idle_limit(self, open_ids: list[int], dets: list[Detection]) -> int:
+        """Frames discovery may rest while nothing changes outside the tracked people: ``alone_idle_s`` while one
+        person is tracked, found on this frame on the whole frame (MediaPipe's own single-person path) with a
+        mean visibility of ``CONFIDENT`` or more: whoever else comes into view changes pixels outside them
+        (``Stillness``); else ``idle_s``."""
+        alone = (len(open_ids) == 1 and len(dets) == 1 and dets[0].source == open_ids[0]
+                 and self._regions.whole(open_ids[0]) and dets[0].score >= CONFIDENT)
+        return self.alone_idle_every if alone else self.idle_every
 
     def _track_passes(self, image, time_s: float, tracker, predicted: dict) -> list[Detection]:
         """A region pass per open track (recently seen people first), other people's predicted boxes hidden in
@@ -462,7 +515,7 @@ class MultiPoseDetector:
                 d = self._regions.run(tid, image, own, time_s)
             if d is None:
                 continue
-            if box_iou(predicted[tid], d.box)[0, 0] < MIN_OWN_IOU:  # alone on the whole frame: someone else
+            if box_iou_one(predicted[tid], d.box) < MIN_OWN_IOU:  # alone on the whole frame: someone else
                 self._regions.reset(tid, time_s)
                 continue
             found[tid] = d
@@ -487,16 +540,18 @@ class MultiPoseDetector:
         track has had (landmarks lost in a flip or a blur spread over half the frame)."""
         found = {t: d for t, d in found.items()
                  if np.hypot(*(d.box[2:] - d.box[:2])) <= SIZE_JUMP * tracker.typical_size(t)}
+        if len(predicted) == 1:  # one track: no other pass to share a person with, no one else to slide onto
+            return set(found)
         ids = list(found)
         boxes = np.stack([found[t].box for t in ids]) if ids else np.zeros((0, 4))
         same = box_iou(boxes, boxes) > DUPLICATE_IOU
-        rank = {t: (tracker.last_frame(t), box_iou(predicted[t], found[t].box)[0, 0]) for t in ids}
+        rank = {t: (tracker.last_frame(t), box_iou_one(predicted[t], found[t].box)) for t in ids}
         keep = set()
         for i, tid in enumerate(ids):
             twins = [ids[j] for j in np.flatnonzero(same[i]) if j != i]
             if any(rank[t] > rank[tid] for t in twins):
                 continue
-            fits = {t: box_iou(predicted[t], found[tid].box)[0, 0] for t in predicted}
+            fits = {t: box_iou_one(predicted[t], found[tid].box) for t in predicted}
             best = max(fits, key=lambda t: fits[t])
             if best != tid and fits[best] > fits[tid] + 0.05 and best not in twins:
                 continue
@@ -505,15 +560,24 @@ class MultiPoseDetector:
 
     def _new_people(self, image, time_s: float, predicted: dict, dets: list[Detection], calm: bool,
                     where: np.ndarray | None = None) -> list[Detection]:
-        """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass."""
+        """Discovery: detector boxes that no tracked person accounts for, each with a landmark pass. With nobody
+        tracked, a landmarker's whole-frame pass comes first (``_look``)."""
         known = [d.box for d in dets]
         out: list[Detection] = []
-        for cand in self._candidates(image, bool(predicted), calm, where):
+        look = None if predicted else self._look(image, time_s)
+        cands = self._candidates(image, bool(predicted), calm, where, None if look is None else look[2])
+        if look is not None and not self._alone(image, cands, look[1]):
+            self._regions.release(look[0], time_s, forget=look[3])  # to the pool, for the passes below
+            look = None
+        for cand in cands:
             if any(_same_person(cand.box, k) for k in known):
                 continue
-            key, self._next_key = self._next_key, self._next_key - 1
             self.stats["new_person_passes"] += 1
-            d = self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
+            if look is not None:  # the whole-frame pass found this person, alone in view
+                key, d = look[:2]
+            else:
+                key, self._next_key = self._next_key, self._next_key - 1
+                d = self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
             others = [x.box for x in (*dets, *out)]
             if d is None or (others and box_iou(d.box, np.stack(others)).max() > 0.3):
                 self._regions.release(key, time_s)
@@ -523,12 +587,32 @@ class MultiPoseDetector:
             known.append(d.box)
         return out
 
-    def _candidates(self, image, tracking: bool, calm: bool, where: np.ndarray | None = None) -> list[Detection]:
-        """The detector on the whole frame, plus tiles of large frames (see the module docstring): while
-        tracking, the tile centred nearest to ``where`` (something moved there) or the next in turn."""
+    def _look(self, image: np.ndarray, time_s: float) -> tuple[int, Detection | None, list[Detection], bool]:
+        """Nobody tracked: a whole-frame pass by a landmarker that follows nobody, as MediaPipe's single-person
+        path makes. Its own pose detector runs on the frame then and finds whom the discovery detector would
+        there (the same graph on the same image), so that one need not run. Returns (the landmarker's key,
+        its person or None, the detector's people, whether it follows someone)."""
+        key, self._next_key = self._next_key, self._next_key - 1
+        return key, *self._regions.look(key, image, time_s)
+
+    @staticmethod
+    def _alone(image: np.ndarray, cands: list[Detection], found: Detection | None) -> bool:
+        """Whether the whole-frame pass ``found`` the only candidate, large enough for MediaPipe's own
+        whole-frame detector (``WHOLE_MIN``): it is then that person's first pass (the track's next passes
+        take the whole frame too, so its landmarker goes on without starting afresh)."""
+        if found is None or len(cands) != 1:
+            return False
+        box = cands[0].box
+        return bool(0.5 * (box[2] - box[0]) >= WHOLE_MIN * max(image.shape[:2]) and _same_person(box, found.box))
+
+    def _candidates(self, image, tracking: bool, calm: bool, where: np.ndarray | None = None,
+                    found: list[Detection] | None = None) -> list[Detection]:
+        """The detector on the whole frame (``found``: its people there, known already), plus tiles of large
+        frames (see the module docstring): while tracking, the tile centred nearest to ``where`` (something
+        moved there) or the next in turn."""
         h, w = image.shape[:2]
         self.stats["discovery_passes"] += 1
-        found = self._detect(image, (0, 0, w, h))
+        found = self._detect(image, (0, 0, w, h)) if found is None else list(found)
         regions: list = []
         if max(w, h) >= TILE_MIN_SIDE:
             grid = tiles(w, h)
@@ -554,9 +638,11 @@ class MultiPoseDetector:
 
     def _detect(self, image, region) -> list[Detection]:
         x0, y0, x1, y1 = region
+        if self._detector is None:
+            self._detector = _pose_detector()
         with quiet_native_stderr():
             res = self._detector.process({"image": np.ascontiguousarray(image[y0:y1, x0:x1])})
-        return _body_squares(res, x0, y0, x1 - x0, y1 - y0)
+        return _body_squares(res.detections, x0, y0, x1 - x0, y1 - y0)
 
     def bind(self, updates, ended, time_s: float) -> None:
         """After ``tracker.update``: each track keeps the landmarker that found it; ended tracks, and new
@@ -569,7 +655,8 @@ class MultiPoseDetector:
             self._regions.release(tid, time_s)
 
     def close(self) -> None:
-        self._detector.close()
+        if self._detector is not None:
+            self._detector.close()
         self._regions.close()
 
     def __enter__(self):

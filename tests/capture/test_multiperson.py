@@ -138,6 +138,27 @@ def test_which_region_passes_stand():
     assert settle({1: Detection(box(225))}, predicted, tracker) == set()  # person 0's place, not found by 0
     assert settle({0: Detection(box(225)), 1: Detection(box(280))}, predicted, tracker) == {0, 1}
     assert settle({0: Detection(box(225, 400, 500))}, predicted, tracker) == set()  # 2.4 x the size
+    alone = {0: predicted[0]}  # one track: its pass stands wherever it landed, unless its box blew up
+    assert settle({0: Detection(box(400))}, alone, tracker) == {0}
+    assert settle({0: Detection(box(225, 400, 500))}, alone, tracker) == set()
+    assert settle({}, alone, tracker) == set()
+
+
+def test_stillness_compares_the_channels_mean_of_a_small_blurred_copy():
+    """The small copy Stillness compares is the mean of the three channels of the sampled, shrunk and blurred
+    frame, value for value (whatever sum gives it)."""
+    import cv2
+
+    from tar_core.capture.multipose import Stillness
+
+    rng = np.random.default_rng(11)
+    for h, w in ((288, 384), (1264, 720), (99, 1000)):
+        image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        step = max(1, w // Stillness.WIDTH)
+        small = cv2.resize(image[::step, ::step], (Stillness.WIDTH, max(1, round(Stillness.WIDTH * h / w))),
+                           interpolation=cv2.INTER_LINEAR)
+        want = cv2.GaussianBlur(small, (3, 3), 0).astype(np.int16).mean(axis=2)
+        np.testing.assert_array_equal(Stillness()._small(image), want)
 
 
 def test_two_people_crossing_keep_their_ids(tmp_path):

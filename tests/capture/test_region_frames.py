@@ -18,25 +18,52 @@ class _Quiet:
 
 def test_one_person_in_view_gets_mediapipes_own_whole_frame_landmarks(sample_clip):
     """Alone in view, a person's landmarks are exactly those of MediaPipe's single-person Pose run on the
-    whole frames (from the frame the track's landmarker switched to them), not of a pass on a crop."""
+    whole frames from the first one (the new person's pass takes the whole frame too), not of a pass on a crop."""
     tp = TrackingPass(_Quiet(), StopFlag())
     with VideoReader(str(sample_clip)) as reader:
         tracks, _ = tp.run(reader)
         assert len(tracks) == 1
         (track,) = tracks.values()
         images = {f.index: f.image for f in reader}
-    pose = multipose._pose_landmarker()  # a fresh one, as the track's is reset when it takes the whole frame
+    mp = multipose._import_mediapipe()
+    pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                                  enable_segmentation=False, min_detection_confidence=0.5, min_tracking_confidence=0.5)
     try:
         gaps = []
-        for k, fid in enumerate(track.frame_ids[1:], start=1):  # frame 0: the new person's pass, on a crop
+        assert track.frame_ids[0] == 0
+        for k, fid in enumerate(track.frame_ids):
             image = images[fid]
             res = pose.process(image)
             h, w = image.shape[:2]
             xy = np.array([(p.x * w, p.y * h) for p in res.pose_landmarks.landmark])
-            gaps.append(np.abs(xy - track.landmarks[k].image_xy).max())
+            world = np.array([(p.x, p.y, p.z) for p in res.pose_world_landmarks.landmark])
+            mine = track.landmarks[k]
+            gaps.append(max(np.abs(xy - mine.image_xy).max(), np.abs(world - mine.world).max()))
     finally:
         pose.close()
     assert len(gaps) >= 60 and max(gaps) < 1e-3
+
+
+def test_a_landmarker_following_nobody_finds_whom_the_discovery_detector_finds(sample_clip):
+    """The people a landmarker's own detector finds on a frame (it runs it while it follows nobody) are the
+    discovery detector's on that frame: the whole-frame discovery a first pass replaces costs nothing then."""
+    with VideoReader(str(sample_clip)) as reader:
+        images = [f.image for f in reader][:40:13]
+    detector = multipose._pose_detector()
+    try:
+        for image in images:
+            pose = multipose._pose_landmarker()  # a fresh one: it follows nobody
+            try:
+                res = pose.process(image)
+            finally:
+                pose.close()
+            h, w = image.shape[:2]
+            want = multipose._body_squares(detector.process({"image": image}).detections, 0, 0, w, h)
+            got = multipose._body_squares(res.pose_detections, 0, 0, w, h)
+            assert len(want) == 1 and res.pose_landmarks is not None
+            assert [(d.box.tolist(), d.score) for d in got] == [(d.box.tolist(), d.score) for d in want]
+    finally:
+        detector.close()
 
 
 def test_a_crop_stays_put_while_the_person_stays_inside_it():
@@ -52,3 +79,25 @@ def test_a_crop_stays_put_while_the_person_stays_inside_it():
     sq = regions._square(7, grown, 1.7)
     assert np.isclose(sq[2] - sq[0], 1.7 * 300.0)
     regions.close()
+
+
+def _discovery_stats(clip, **timing) -> dict:
+    from tar_core.capture.tracking import Tracker
+
+    with VideoReader(str(clip)) as reader:
+        fps = reader.info.fps
+        tracker = Tracker(max_missed=int(1.5 * fps))
+        with multipose.MultiPoseDetector(fps=fps, **timing) as det:
+            for f in reader:
+                updates, ended = tracker.update(f.index, f.time, det.detect(f.image, f.index, f.time, tracker))
+                det.bind(updates, ended, f.time)
+    return det.stats
+
+
+def test_discovery_rests_longer_while_one_person_is_alone_in_view(sample_clip):
+    """One person alone in view, found on the whole frame, before a still background: after the first frame's
+    pass, due discoveries rest for ``alone_idle_s`` (here longer than the clip) instead of ``idle_s``."""
+    alone = _discovery_stats(sample_clip, calm_s=0.25, idle_s=0.5, alone_idle_s=5.0)
+    as_others = _discovery_stats(sample_clip, calm_s=0.25, idle_s=0.5, alone_idle_s=0.5)
+    assert alone["discovery_passes"] == 1 and alone["discoveries_skipped"] >= 8, alone
+    assert as_others["discovery_passes"] >= 4, as_others

@@ -12,6 +12,7 @@ from tar_core.capture.tracking import (
     Tracker,
     TrackUpdate,
     box_iou,
+    box_iou_one,
     load_boxes_file,
     parse_boxes,
     smooth_boxes,
@@ -41,6 +42,16 @@ def test_box_iou():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [3, 3, 3, 8]])
     np.testing.assert_allclose(box_iou(a, b), [[1.0, 50 / 150, 0.0, 0.0]])
+
+
+def test_box_iou_one_equals_box_iou_on_random_boxes():
+    """The scalar IoU of two boxes gives exactly what the vectorised one does, also for boxes that do not
+    overlap, touch, hold one another, or are empty or inverted."""
+    rng = np.random.default_rng(7)
+    corners = rng.integers(0, 40, size=(2000, 2, 4)).astype(np.float64) + rng.choice([0.0, 0.5], (2000, 2, 4))
+    for a, b in corners:
+        assert box_iou_one(a, b) == box_iou(a, b)[0, 0], (a, b)
+    assert box_iou_one(np.array([0.0, 0, 10, 10]), np.array([5.0, 0, 15, 10])) == 50 / 150
 
 
 def test_detection_validates_box():
@@ -167,6 +178,37 @@ def test_predict_follows_constant_velocity():
     for f in range(5):
         tracker.update(f, f / FPS, [person(100 + 7 * f, 300 - 2 * f)])
     np.testing.assert_allclose(tracker.predict(0, 9, 9 / FPS), person(163, 282).box, atol=1e-9)
+
+
+def test_a_cached_prediction_is_the_fit_of_the_track_as_it_is_now():
+    """Asked again for the same frame the tracker gives the same box; once the track moves on (or the clock
+    changes) it fits afresh: every answer equals the uncached fit, and a caller may change its copy."""
+    tracker = Tracker()
+    rng = np.random.default_rng(3)
+    for f in range(12):
+        tracker.update(f, f / FPS, [person(100 + 7 * f + rng.normal(0, 3), 300 - 2 * f)] if f != 8 else [])
+        track = tracker._tracks[0]
+        for later in (f, f + 1, f + 1, f + 3):  # f: as the update that just moved the track was
+            got = tracker.predict(0, later, later / FPS)
+            np.testing.assert_array_equal(got, tracker._fit(track, later, later / FPS))
+            got += 1000.0  # the caller's copy, not the cache
+    tracker.update(12, 12 / FPS, [Detection(person(400).box, source=0)])  # far away: not this track
+    track = tracker._tracks[0]
+    np.testing.assert_array_equal(tracker.predict(0, 13, 13 / FPS), tracker._fit(track, 13, 13 / FPS))
+    tracker.update(13, 12 / FPS, [person(184)])  # a time that fails to increase: the frame clock from now on
+    np.testing.assert_array_equal(tracker.predict(0, 14, 14 / FPS), tracker._fit(track, 14, 14 / FPS))
+
+
+def test_typical_size_is_the_median_diagonal():
+    """``typical_size`` (a pure-Python median) equals numpy's median of the recent diagonals, odd and even counts."""
+    rng = np.random.default_rng(5)
+    tracker = Tracker()
+    for f in range(14):
+        w, h = rng.uniform(80, 120), rng.uniform(160, 240)
+        tracker.update(f, f / FPS, [person(300.0, w=w, h=h)])
+        sizes = np.array(tracker._tracks[0].sizes)
+        assert len(sizes) == min(f + 1, Tracker.HISTORY)
+        assert tracker.typical_size(0) == np.median(sizes)
 
 
 def test_crossing_without_occlusion_and_uneven_timestamps():
