@@ -43,11 +43,12 @@ class LoadedCheckpoint:
     body_model: str | None = None  # the body kind it was trained with
 
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "tar-tiny-synthetic.pt"
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "tar-blazepose-synthetic.pt"
 
 
 def demo_checkpoint() -> Path:
-    """The built-in demo checkpoint (tar-tiny trained on synthetic renders, see weights/MODEL_CARD.md);
+    """The built-in demo checkpoint (tar-blazepose heads trained on synthetic renders, stored in float16; see
+    weights/MODEL_CARD.md);
     ``$TAR_DEMO_CHECKPOINT`` points elsewhere (packagers, tests). Raises CheckpointError when it is missing."""
     path = Path(os.environ.get("TAR_DEMO_CHECKPOINT") or DEMO_CHECKPOINT)
     if not path.is_file():
