@@ -1,8 +1,9 @@
 """Write the model card of a trained checkpoint from what was measured: its provenance, the run's log
 (steps, wall time, losses), the held-out evaluation JSON(s) and the training data on disk.
 
-    python scripts/write_model_card.py --checkpoint tar_core/weights/tar-tiny-synthetic.pt --run RUN \
-        --heldout RUN/heldout.json [--compare NAME=FILE.json ...] [--recipe recipe.txt] -o MODEL_CARD.md
+    python scripts/write_model_card.py --checkpoint tar_core/weights/tar-blazepose-synthetic.pt --run RUN \
+        --heldout heldout.json [--compare NAME=FILE.json ...] [--recipe recipe.txt] [--limitation TEXT ...] \
+        -o tar_core/weights/MODEL_CARD.md
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def _data_summary(trained_on: str) -> list[str]:
 
 DEMO_INTRO = ("The demo checkpoint of TAR Mocap's `tar` engine. No public TAR weights exist; this one was trained by "
               "the project on **synthetic** renders of the built-in mannequin only. It exists so that the tar engine, "
-              "the add-on and `make demo ENGINE=tar` run out of the box; for real footage use the keypoints engine or "
-              "train your own checkpoint (docs/training.md).")
+              "the add-on and `make demo ENGINE=tar` run out of the box; the default engine stays keypoints, and for "
+              "real footage use the keypoints engine or train your own checkpoint (docs/training.md).")
 
 
 def _write(out: list[str], path: Path, append: bool) -> None:
@@ -101,17 +102,19 @@ def main() -> int:
     ap.add_argument("--recipe", type=Path, default=None, help="a text file with the commands that made it")
     ap.add_argument("--machine", default=None, help="where it was trained (default: this machine)")
     ap.add_argument("--intro", default=None, help="the card's first paragraph (default: the demo checkpoint's)")
+    ap.add_argument("--limitation", action="append", default=[], help="one more line under Limitations")
     ap.add_argument("--append", action="store_true",
                     help="append to OUT as a section (headings one level down) instead of replacing it")
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
     from tar_core.motion_file import read_motion
-    from tar_core.network.checkpoints import file_sha256, load_checkpoint
+    from tar_core.network.checkpoints import file_sha256, load_checkpoint, read_checkpoint
 
     gt_frames = read_motion(ROOT / "data" / "sample" / "sample_walk.npz").num_frames
 
     ck = load_checkpoint(args.checkpoint)
     prov = ck.provenance
+    dtype = read_checkpoint(args.checkpoint).get("weights_dtype", "float32")
     with open(args.run / "log.csv") as fh:
         log = list(csv.DictReader(fh))
     wall = float(log[-1]["time_s"]) if log else float("nan")
@@ -135,6 +138,8 @@ def main() -> int:
         f"| file | `tar_core/weights/{args.checkpoint.name}`, {args.checkpoint.stat().st_size / 2**20:.2f} MiB |",
         f"| sha256 | `{file_sha256(args.checkpoint)}` |",
         f"| variant | `{ck.config.name}` ({params / 1e6:.2f} M parameters; config saved inside) |",
+        f"| storage | {dtype} weights" + (" (`export-checkpoint`), loaded into float32 modules |" if dtype != "float32"
+                                         else " |"),
         f"| body model | {ck.body_model} (its betas do not transfer to SMPL) |",
         f"| provenance | data `{prov.get('data')}`, {prov.get('steps')} steps |",
         "",
@@ -186,6 +191,7 @@ def main() -> int:
         "- Depth: the root's distance from the camera comes from the full-image (CLIFF) camera, which this brief "
         "training fits only roughly (depth ratio above); the overlay on the footage (2D) is better than the depth.",
         "- Single person crops from the tracker, like every TAR checkpoint.",
+        *(f"- {line}" for line in args.limitation),
     ]
     if recipe:
         out += ["", "## How it was made", "```bash", recipe, "```"]

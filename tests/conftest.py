@@ -1,5 +1,5 @@
 """Shared test set-up and fixtures: Blender-as-a-module's user folder, the committed sample clip, a runner
-for the engine's command line, a fresh output folder."""
+for the engine's command line, a fresh output folder, a fast untrained checkpoint."""
 
 import os
 import subprocess
@@ -55,6 +55,17 @@ def run_cli(*args, timeout: float = 600, **kwargs) -> subprocess.CompletedProces
 def cli():
     """Run the engine's command line: ``cli("capture", clip, "-o", out)`` -> CompletedProcess."""
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tar-tiny checkpoint (seed 0), written once per session: a network fast enough on the CPU for
+    tests of the tar engine's plumbing, which the weights do not matter to (the demo checkpoint's trunk costs
+    ~20 ms a crop)."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny untrained.pt"
+    res = run_cli("init-checkpoint", "--variant", "tar-tiny", "-o", path)
+    assert res.returncode == 0, res.stderr
+    return path
 
 
 @pytest.fixture

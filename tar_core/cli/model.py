@@ -1,4 +1,5 @@
-"""``info`` and ``init-checkpoint``: a variant's size and cost, an untrained checkpoint."""
+"""``info``, ``init-checkpoint`` and ``export-checkpoint``: a variant's size and cost, an untrained checkpoint, a
+trained one made ready to ship."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def register(sub) -> None:
                    help="public backbone checkpoint to start from (torchvision ResNet-50, official HRNet)")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=init_checkpoint)
+
+    p = sub.add_parser("export-checkpoint", help="a checkpoint's inference part (no optimizer state), its weights "
+                       "stored in float16 (half the size) or float32")
+    p.add_argument("checkpoint", help="a trained checkpoint (RUN/model.pt or RUN/last.pt)")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16",
+                   help="how the weights are stored (default float16); loading always gives float32 modules")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=export_checkpoint)
 
     p = sub.add_parser("info", help="parameters and GFLOPs of a variant, beside the paper's Table S3")
     p.add_argument("--variant", required=True)
@@ -46,6 +55,17 @@ def init_checkpoint(args, stop) -> int:
                       "backbone_layers_left_fresh": len(fresh)}
     path = save_checkpoint(args.output, model, provenance)
     print(f"wrote untrained {cfg.name} checkpoint {path} ({body.describe()})")
+    return 0
+
+
+def export_checkpoint(args, stop) -> int:
+    from tar_core.network.checkpoints import export_checkpoint as export
+    from tar_core.network.checkpoints import load_checkpoint
+
+    path = export(args.checkpoint, args.output, args.dtype)
+    ck = load_checkpoint(path)  # builds the model: the exported file loads strictly
+    print(f"wrote {ck.config.name} checkpoint {path} ({args.dtype} weights, {path.stat().st_size / 2**20:.2f} MiB, "
+          f"sha256 {ck.sha256})")
     return 0
 
 

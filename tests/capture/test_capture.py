@@ -12,7 +12,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from tar_core.errors import EXIT_CODES
 from tar_core.geometry import camera
@@ -26,14 +25,6 @@ SAMPLE_GT = ROOT / "data" / "sample" / "sample_walk.npz"
 def run_cli(*args, timeout=600, **kw):
     return subprocess.run([sys.executable, "-m", "tar_core", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, **kw)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny untrained.pt"
-    res = run_cli("init-checkpoint", "--variant", "tar-tiny", "-o", path)
-    assert res.returncode == 0, res.stderr
-    return path
 
 
 def events(stdout: str) -> list[dict]:

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,6 @@ import pytest
 from tar_core.errors import EXIT_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT = ROOT / "tar_core" / "weights" / "tar-tiny-synthetic.pt"  # given explicitly: no note on stderr
 SAMPLE_MOTION = ROOT / "data" / "sample" / "sample_walk.npz"
 W, H = 96, 64
 
@@ -48,8 +48,9 @@ def one_error_line(stderr: str, prefix: str = "error: ") -> str:
     return lines[0]
 
 
-def capture(clip, out, *extra, boxes=None, timeout=600):
-    args = ["capture", clip, "-o", out, "--engine", "tar", "--checkpoint", CHECKPOINT, "--device", "cpu",
+def capture(checkpoint, clip, out, *extra, boxes=None, timeout=600):
+    """``capture --engine tar`` with ``checkpoint`` given explicitly (no note on stderr)."""
+    args = ["capture", clip, "-o", out, "--engine", "tar", "--checkpoint", checkpoint, "--device", "cpu",
             "--progress", "jsonl", *extra]
     if boxes is not None:
         args += ["--boxes", boxes]
@@ -139,25 +140,25 @@ def boxes(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ clips
-def test_a_fifo_as_the_clip_is_refused_not_waited_on(tmp_path):
+def test_a_fifo_as_the_clip_is_refused_not_waited_on(tiny_checkpoint, tmp_path):
     fifo = tmp_path / "clip.mp4"
     os.mkfifo(fifo)
     t0 = time.monotonic()
-    res = capture(fifo, tmp_path / "out", timeout=120)
+    res = capture(tiny_checkpoint, fifo, tmp_path / "out", timeout=120)
     assert res.returncode == EXIT_CODES["video"] == 10
     assert "clip.mp4" in one_error_line(res.stderr) and "not a regular file" in res.stderr
     assert summary(tmp_path / "out")["error_code"] == 10 and time.monotonic() - t0 < 110
 
 
-def test_a_device_as_the_clip_is_refused(tmp_path):
-    res = capture("/dev/zero", tmp_path / "out")
+def test_a_device_as_the_clip_is_refused(tiny_checkpoint, tmp_path):
+    res = capture(tiny_checkpoint, "/dev/zero", tmp_path / "out")
     assert res.returncode == 10 and "/dev/zero" in one_error_line(res.stderr)
 
 
-def test_an_image_folder_of_mixed_sizes_is_refused(tmp_path, boxes):
+def test_an_image_folder_of_mixed_sizes_is_refused(tiny_checkpoint, tmp_path, boxes):
     folder = make_folder(tmp_path / "frames", 4)
     cv2.imwrite(str(folder / "f002.png"), cv2.resize(frame(2), (W // 2, H)))
-    res = capture(folder, tmp_path / "out", boxes=boxes)
+    res = capture(tiny_checkpoint, folder, tmp_path / "out", boxes=boxes)
     assert res.returncode == 10
     line = one_error_line(res.stderr)
     assert "f002.png" in line and "48x64" in line and "96x64" in line
@@ -165,10 +166,10 @@ def test_an_image_folder_of_mixed_sizes_is_refused(tmp_path, boxes):
     assert s["completed"] is False and s["error_code"] == 10 and s["error_kind"] == "video"
 
 
-def test_a_corrupt_image_in_a_folder_is_skipped_and_counted(tmp_path, boxes):
+def test_a_corrupt_image_in_a_folder_is_skipped_and_counted(tiny_checkpoint, tmp_path, boxes):
     folder = make_folder(tmp_path / "frames", 5)
     (folder / "f003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    res = capture(folder, tmp_path / "out", boxes=boxes)
+    res = capture(tiny_checkpoint, folder, tmp_path / "out", boxes=boxes)
     assert res.returncode == 0, res.stderr
     s = summary(tmp_path / "out")
     assert s["completed"] is True and s["frames_read"] == 4 and s["frames_skipped"] == 1
@@ -176,27 +177,27 @@ def test_a_corrupt_image_in_a_folder_is_skipped_and_counted(tmp_path, boxes):
     assert [p["rows"] for p in s["people"]] == [4]
 
 
-def test_a_folder_where_nothing_decodes_exits_10(tmp_path, boxes):
+def test_a_folder_where_nothing_decodes_exits_10(tiny_checkpoint, tmp_path, boxes):
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(3):
         (folder / f"f{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    res = capture(folder, tmp_path / "out", boxes=boxes)
+    res = capture(tiny_checkpoint, folder, tmp_path / "out", boxes=boxes)
     assert res.returncode == 10 and "could be decoded" in one_error_line(res.stderr)
 
 
-def test_a_2_to_the_31_pixel_image_is_refused_from_its_header(tmp_path, boxes):
+def test_a_2_to_the_31_pixel_image_is_refused_from_its_header(tiny_checkpoint, tmp_path, boxes):
     folder = tmp_path / "frames"
     folder.mkdir()
     ihdr = b"IHDR" + (65536).to_bytes(4, "big") + (32768).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
     (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + b"\0" * 64)
-    res = capture(folder, tmp_path / "out", boxes=boxes)
+    res = capture(tiny_checkpoint, folder, tmp_path / "out", boxes=boxes)
     assert res.returncode == 10
     line = one_error_line(res.stderr)
     assert "huge.png" in line and "65536x32768" in line and "megapixels" in line
 
 
-def test_a_partly_corrupt_mp4_is_read_to_its_end_and_skipped_frames_counted(tmp_path):
+def test_a_partly_corrupt_mp4_is_read_to_its_end_and_skipped_frames_counted(tiny_checkpoint, tmp_path):
     good = make_clip(tmp_path / "good.mp4", 30)
     data = bytearray(good.read_bytes())
     a, b = int(len(data) * 0.30), int(len(data) * 0.45)  # 15% of the stream garbled
@@ -208,7 +209,7 @@ def test_a_partly_corrupt_mp4_is_read_to_its_end_and_skipped_frames_counted(tmp_
     write_lock(out, dead_pid())
     (out / "summary.json").write_text(json.dumps({"completed": True, "clip": "other.mp4"}))
     (out / "person_2.npz").write_bytes(SAMPLE_MOTION.read_bytes())
-    res = capture(bad, out, boxes=boxes_file(tmp_path / "b.json", {0: range(4)}))
+    res = capture(tiny_checkpoint, bad, out, boxes=boxes_file(tmp_path / "b.json", {0: range(4)}))
     assert res.returncode == 0, res.stderr
     s = summary(out)
     assert s["completed"] is True and s["clip"] == str(bad)
@@ -218,7 +219,7 @@ def test_a_partly_corrupt_mp4_is_read_to_its_end_and_skipped_frames_counted(tmp_
     assert not (out / ".tar-capture.lock").exists()  # the stale lock was taken over, then released
 
 
-def test_an_mp4_whose_frame_data_is_destroyed_exits_10(tmp_path, boxes):
+def test_an_mp4_whose_frame_data_is_destroyed_exits_10(tiny_checkpoint, tmp_path, boxes):
     good = make_clip(tmp_path / "good.mp4", 30)
     data = bytearray(good.read_bytes())
     at = data.find(b"mdat")
@@ -226,7 +227,7 @@ def test_an_mp4_whose_frame_data_is_destroyed_exits_10(tmp_path, boxes):
     data[at + 4: end] = bytes(end - at - 4)  # every frame's data zeroed, the container intact
     bad = tmp_path / "zeroed.mp4"
     bad.write_bytes(bytes(data))
-    res = capture(bad, tmp_path / "out", boxes=boxes)
+    res = capture(tiny_checkpoint, bad, tmp_path / "out", boxes=boxes)
     assert res.returncode == 10
     assert "zeroed.mp4" in one_error_line(res.stderr)
     assert summary(tmp_path / "out")["error_code"] == 10
@@ -240,8 +241,8 @@ def test_an_mp4_whose_frame_data_is_destroyed_exits_10(tmp_path, boxes):
     ("--smooth-hz", "0", "--smooth-hz must be"),
     ("--smooth-hz", "nan", "--smooth-hz must be"),
 ])  # fmt: skip
-def test_absurd_option_values_are_usage_errors(tmp_path, clip, option, value, words):
-    res = capture(clip, tmp_path / "out", option, value)
+def test_absurd_option_values_are_usage_errors(tiny_checkpoint, tmp_path, clip, option, value, words):
+    res = capture(tiny_checkpoint, clip, tmp_path / "out", option, value)
     assert res.returncode == EXIT_CODES["usage"] == 2
     assert words in one_error_line(res.stderr)
 
@@ -252,10 +253,10 @@ def test_absurd_option_values_are_usage_errors(tmp_path, clip, option, value, wo
     ("[10, 10, 50, Infinity]", "not finite"),
     ("[10, 10, 1e300, 50]", "beyond"),
 ])  # fmt: skip
-def test_a_boxes_file_with_absurd_numbers_is_a_usage_error(tmp_path, clip, entry, words):
+def test_a_boxes_file_with_absurd_numbers_is_a_usage_error(tiny_checkpoint, tmp_path, clip, entry, words):
     bad = tmp_path / "boxes.json"
     bad.write_text(f'{{"0": [{entry}]}}')
-    res = capture(clip, tmp_path / "out", boxes=bad)
+    res = capture(tiny_checkpoint, clip, tmp_path / "out", boxes=bad)
     assert res.returncode == 2
     line = one_error_line(res.stderr)
     assert "boxes.json" in line and words in line
@@ -312,7 +313,7 @@ def test_a_bad_body_model_exits_14_with_one_line(tmp_path, clip, kind):
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 @pytest.mark.parametrize("kind", ["nan-weights", "oversized-config", "huge-file", "not-tensors"])
-def test_a_bad_checkpoint_exits_13_with_one_line(tmp_path, clip, kind):
+def test_a_bad_checkpoint_exits_13_with_one_line(tiny_checkpoint, tmp_path, clip, kind):
     import torch
 
     bad = tmp_path / "bad.pt"
@@ -320,7 +321,7 @@ def test_a_bad_checkpoint_exits_13_with_one_line(tmp_path, clip, kind):
         with open(bad, "wb") as fh:
             fh.truncate(9 << 30)
     else:
-        payload = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)
+        payload = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
         if kind == "nan-weights":
             name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
             payload["state_dict"][name] = torch.full_like(payload["state_dict"][name], float("nan"))
@@ -336,13 +337,13 @@ def test_a_bad_checkpoint_exits_13_with_one_line(tmp_path, clip, kind):
 
 
 # ------------------------------------------------------------------------------------------------ output folder
-def test_a_second_capture_into_a_busy_folder_exits_15_naming_the_other_run(tmp_path, clip, boxes):
+def test_a_second_capture_into_a_busy_folder_exits_15_naming_the_other_run(tiny_checkpoint, tmp_path, clip, boxes):
     out = tmp_path / "out"
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         write_lock(out, other.pid)
         (out / "summary.json").write_text('{"completed": false, "run_id": "other"}')
-        res = capture(clip, out, boxes=boxes)
+        res = capture(tiny_checkpoint, clip, out, boxes=boxes)
     finally:
         other.kill()
         other.wait()
@@ -353,10 +354,10 @@ def test_a_second_capture_into_a_busy_folder_exits_15_naming_the_other_run(tmp_p
     assert json.loads((out / ".tar-capture.lock").read_text())["pid"] == other.pid
 
 
-def test_an_unwritable_output_exits_15(tmp_path, clip):
+def test_an_unwritable_output_exits_15(tiny_checkpoint, tmp_path, clip):
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
-    res = capture(clip, blocker / "out")
+    res = capture(tiny_checkpoint, clip, blocker / "out")
     assert res.returncode == 15 and "not writable" in one_error_line(res.stderr)
 
 
@@ -368,13 +369,13 @@ def _can_mount_tmpfs() -> bool:
 
 
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare -rm and tmpfs (a real full disk)")
-def test_a_full_disk_exits_15_and_keeps_the_summary(tmp_path, clip, boxes):
+def test_a_full_disk_exits_15_and_keeps_the_summary(tiny_checkpoint, tmp_path, clip, boxes):
     disk = tmp_path / "disk"
     disk.mkdir()
     command = [sys.executable, "-m", "tar_core", "capture", str(clip), "-o", str(disk), "--engine", "tar",
-               "--checkpoint", str(CHECKPOINT), "--device", "cpu", "--progress", "jsonl", "--boxes", str(boxes)]
+               "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress", "jsonl", "--boxes", str(boxes)]
     script = (f"mount -t tmpfs -o size=12k tmpfs {disk} && cd {ROOT} && "
-              f"{' '.join(map(str, command))} >/dev/null 2>{tmp_path}/stderr; echo $? >{tmp_path}/rc; "
+              f"{shlex.join(command)} >/dev/null 2>{tmp_path}/stderr; echo $? >{tmp_path}/rc; "
               f"cp -r {disk} {tmp_path}/after")
     subprocess.run(["unshare", "-rm", "sh", "-c", script], check=True, timeout=600)
     assert int((tmp_path / "rc").read_text()) == 15
@@ -384,9 +385,9 @@ def test_a_full_disk_exits_15_and_keeps_the_summary(tmp_path, clip, boxes):
     assert not list((tmp_path / "after").glob(".person*"))  # no half-written file
 
 
-def test_progress_to_a_closed_pipe_exits_quietly(tmp_path, clip, boxes):
+def test_progress_to_a_closed_pipe_exits_quietly(tiny_checkpoint, tmp_path, clip, boxes):
     proc = subprocess.Popen([sys.executable, "-m", "tar_core", "capture", str(clip), "-o", str(tmp_path / "out"),
-                             "--engine", "tar", "--checkpoint", str(CHECKPOINT), "--device", "cpu", "--progress",
+                             "--engine", "tar", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress",
                              "jsonl", "--boxes", str(boxes)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
     proc.stdout.close()  # the reader went away
@@ -416,10 +417,10 @@ def _events_until(proc: subprocess.Popen, wanted) -> list[dict]:
     raise AssertionError(f"the run ended before the awaited event: {got}")
 
 
-def test_sigint_during_tracking_stops_within_a_second(tmp_path, sample_clip):
+def test_sigint_during_tracking_stops_within_a_second(tiny_checkpoint, tmp_path, sample_clip):
     out = tmp_path / "out"
-    proc = start("capture", sample_clip, "-o", out, "--engine", "tar", "--checkpoint", CHECKPOINT, "--device", "cpu",
-                 "--progress", "jsonl")  # MediaPipe finds the person: tracking takes seconds
+    proc = start("capture", sample_clip, "-o", out, "--engine", "tar", "--checkpoint", tiny_checkpoint, "--device",
+                 "cpu", "--progress", "jsonl")  # MediaPipe finds the person: tracking takes seconds
     _events_until(proc, lambda e: e["event"] == "progress" and e["stage"] == "tracking")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -433,11 +434,11 @@ def test_sigint_during_tracking_stops_within_a_second(tmp_path, sample_clip):
     assert s["people"] == [] and not (out / ".tar-capture.lock").exists()
 
 
-def test_sigterm_during_the_tar_engine_keeps_the_finished_person(tmp_path):
+def test_sigterm_during_the_tar_engine_keeps_the_finished_person(tiny_checkpoint, tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", 20)
     both = boxes_file(tmp_path / "boxes.json", {0: range(3), 1: range(20)})  # person 0 finishes first
     out = tmp_path / "out"
-    proc = start("capture", clip, "-o", out, "--engine", "tar", "--checkpoint", CHECKPOINT, "--device", "cpu",
+    proc = start("capture", clip, "-o", out, "--engine", "tar", "--checkpoint", tiny_checkpoint, "--device", "cpu",
                  "--progress", "jsonl", "--boxes", both)
     _events_until(proc, lambda e: e["event"] == "output")
     proc.send_signal(signal.SIGTERM)
@@ -450,7 +451,7 @@ def test_sigterm_during_the_tar_engine_keeps_the_finished_person(tmp_path):
     assert cli("motion", "validate", out / "person_0.npz").returncode == 0
 
 
-def test_a_signal_on_the_last_frame_is_honoured(tmp_path, clip, boxes):
+def test_a_signal_on_the_last_frame_is_honoured(tiny_checkpoint, tmp_path, clip, boxes):
     """The flag set while the last frame is processed (as the handler would): the run reports cancelled."""
     from tar_core.capture.pipeline import CaptureOptions
     from tar_core.capture.pipeline import capture as run_capture
@@ -467,7 +468,7 @@ def test_a_signal_on_the_last_frame_is_honoured(tmp_path, clip, boxes):
             super().progress(stage, done, total)
 
     out = tmp_path / "out"
-    opts = CaptureOptions(clip=str(clip), output=str(out), engine="tar", checkpoint=str(CHECKPOINT), device="cpu",
+    opts = CaptureOptions(clip=str(clip), output=str(out), engine="tar", checkpoint=str(tiny_checkpoint), device="cpu",
                           boxes=str(boxes))
     with pytest.raises(Cancelled):
         run_capture(opts, LastFrameSignal(stream=io.StringIO()), stop)
