@@ -38,15 +38,16 @@ VERSION = "keypoints-2"
 @dataclass(frozen=True)
 class FitConfig:
     solve: SolveConfig = field(default_factory=SolveConfig)
-    pin_solve: SolveConfig = field(default_factory=lambda: SolveConfig(iters=20, w_pin=100.0))
+    pin_solve: SolveConfig = field(default_factory=lambda: SolveConfig(iters=6, w_pin=100.0))  # 6: most of 20's
+    # gain (planted walk slide 1.45 against 1.43 cm/frame) for a tenth more fit time instead of a half
     contact: ct.ContactConfig = field(default_factory=ct.ContactConfig)
     cutoff_hz: float = 4.0  # zero-phase low-pass of the solution (capture --smooth-hz)
     pin_feet: bool = True
     # "ground": each planted run of a foot point held where its viewing rays meet the ground, by a last solve
     # (the 2D term on: the targets lie on the rays, so legs, not the image, move; runs the image sees moving
     # are left alone); "depth": the whole body moved along each frame's viewing ray; "shift": the whole
-    # translation (costs 2D). On the planted-feet walk render "ground" took slide 1.99 -> 1.43 cm/frame with
-    # 2D 3.43 -> 3.38 px; on the arms render 0.37 -> 0.12.
+    # translation (costs 2D). Against "depth": the planted-feet walk render's slide 1.99 -> 1.43 cm/frame
+    # (2D 3.43 -> 3.45 px), the arms render's 0.44 -> 0.17, the squat's 0.97 -> 0.83.
     pin_mode: str = "ground"
     max_gap_s: float = 0.5
     threads: int = 1  # torch threads during the fit (small batched ops: one thread is fastest)
