@@ -21,7 +21,8 @@ __all__ = ["ContactConfig", "Contacts", "estimate_contacts", "ground_targets", "
 
 @dataclass(frozen=True)
 class ContactConfig:
-    speed: float = 0.35  # m/s at which the probability is one half
+    speed: float = 0.5  # m/s at which the probability is one half (0.35 found 71 % of the planted-feet walk
+    # render's standing frames, 0.5 finds 95 % at 92 % precision: slide 1.43 -> 0.96 cm/frame, 2D +0.13 px)
     speed_width: float = 0.08
     height: float = 0.06  # m above the ground at which it is one half
     height_width: float = 0.02
