@@ -67,13 +67,21 @@ def capture(clip: Path, out: Path, code: Path | None, reuse: bool) -> dict | str
     return json.loads((out / "summary.json").read_text())
 
 
-def planted(gt_joints: np.ndarray, max_step: float = 0.004) -> np.ndarray:
+def world_down(gt) -> np.ndarray | None:
+    """The world's down in the camera frame, from a render's provenance (None if it does not say)."""
+    R = gt.provenance_dict.get("camera_rotation_world_to_cam")
+    return None if R is None else np.asarray(R, dtype=np.float64) @ np.array([0.0, -1.0, 0.0])
+
+
+def planted(gt_joints: np.ndarray, max_step: float = 0.004, down: np.ndarray | None = None) -> np.ndarray:
     """(N-1, 4) True where a true foot point moves less than ``max_step`` metres between frames and is near
-    its lowest height over the clip (camera frame; 'down' is the mean of the feet's down direction)."""
+    its lowest height over the clip (camera frame; 'down' is the world's where given, else the mean of the
+    feet's down direction from the neck, which leans with the body)."""
     feet = gt_joints[:, list(FEET)]
     step = np.linalg.norm(np.diff(feet, axis=0), axis=-1)
-    down = gt_joints[:, [7, 8]].mean(1) - gt_joints[:, 12]
-    down = down.mean(0) / np.linalg.norm(down.mean(0))
+    if down is None:
+        down = (gt_joints[:, [7, 8]].mean(1) - gt_joints[:, 12]).mean(0)
+    down = down / np.linalg.norm(down)
     h = -(feet @ down)
     low = h < h.min(0) + 0.05
     return (step < max_step) & low[1:] & low[:-1]
@@ -94,7 +102,7 @@ def motion_metrics(m, gt, idx: np.ndarray) -> dict:
     return {"2d": float(np.linalg.norm(m.joints_2d[:, LIMBS] - gt.joints_2d[idx][:, LIMBS], axis=-1).mean()),
             "pa": float(pa_mpjpe(p, g).mean()), "mpjpe": float(mpjpe(p, g, hips=LIMB_HIPS).mean()),
             "accel": float(accel_error(p, g, hips=LIMB_HIPS).mean()),
-            "slide": slide_cm(m.joints_cam, planted(gt.joints_cam[idx])),
+            "slide": slide_cm(m.joints_cam, planted(gt.joints_cam[idx], down=world_down(gt))),
             "focal": 100 * abs(float(m.camera_intrinsics[0, 0]) - f_true) / f_true}
 
 
@@ -126,7 +134,7 @@ def eval_render(clip: Path, engines: dict, cache: Path, reuse: bool) -> dict:
         t = summary["timings_s"]
         rows[name]["fit_fps"] = len(m.frame_ids) / t["engine"]
         rows[name]["detect_fps"] = summary["frames_read"] / t["detection"] if "detection" in t else float("nan")
-    rows["gt slide"] = slide_cm(gt.joints_cam, planted(gt.joints_cam))
+    rows["gt slide"] = slide_cm(gt.joints_cam, planted(gt.joints_cam, down=world_down(gt)))
     return rows
 
 

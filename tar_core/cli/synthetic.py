@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--tilt", type=float, default=0.0, help="camera roll about the optical axis, radians")
     p.add_argument("--backdrop", choices=["plain", "textured"], default="plain")
     p.add_argument("--occluders", type=int, default=0, help="objects between camera and person (partial)")
+    p.add_argument("--planted-feet", action="store_true",
+                   help="the body travels by its standing foot (no foot slides) instead of the motion's scripted path")
     p.add_argument("--body", default=None, help=BODY_HELP)
     p.add_argument("-o", "--output", required=True, help="CLIP.mp4 (CLIP.npz is written beside it)")
     p.set_defaults(func=render_clip)

@@ -43,6 +43,7 @@ class ClipSpec:
     tilt: float = 0.0  # camera roll about the optical axis, radians; world up appears turned clockwise
     backdrop: str = "plain"  # "plain": wall + checker floor; "textured": seeded procedural textures and lighting
     occluders: int = 0  # objects between the camera and the person that hide part of the body
+    planted_feet: bool = False  # the body travels by its standing foot (no foot slides), not as scripted
 
     def __post_init__(self):
         if self.backdrop not in BACKDROPS:
@@ -262,17 +263,44 @@ def _place_occluders(spec: ClipSpec, verts_cam: np.ndarray, faces: np.ndarray, R
     return placed
 
 
+LEFT_FOOT, RIGHT_FOOT = (5, 7), (8, 10)  # big toe and heel among the extra joints (smplx order)
+STANCE_SOFTNESS = 0.01  # metres of height difference over which the standing foot hands over
+
+
+def _travel_by_standing_foot(body: BodyModel, poses: torch.Tensor, betas: torch.Tensor, trans: np.ndarray,
+                             stance: np.ndarray | None) -> np.ndarray:
+    """The motion's translation with its floor-plane part (x, z) replaced by the one that keeps the standing
+    foot where it stands: each frame the root moves against that foot's move under the pose alone. Which
+    foot stands: the motion's ``stance`` (N, 2) where it knows, else the lower one (both, blended, while
+    they are level). Centred on the middle frame like the scripted paths."""
+    rel = body(poses[:, :3], poses[:, 3:], betas, None, full_mesh=False).extra_joints.double().numpy()
+    feet = [rel[:, list(ids)] for ids in (LEFT_FOOT, RIGHT_FOOT)]  # (N, 2, 3) each
+    place = np.stack([f.mean(1)[:, [0, 2]] for f in feet], 1)  # (N, 2, 2) floor-plane position
+    if stance is None:
+        height = np.stack([f[..., 1].min(1) for f in feet], 1)  # (N, 2) lowest point of each foot
+        left = 1.0 / (1.0 + np.exp(np.clip((height[:, 0] - height[:, 1]) / STANCE_SOFTNESS, -50, 50)))
+        stance = np.stack([left, 1.0 - left], 1)
+    w = (stance / np.maximum(stance.sum(1, keepdims=True), 1e-9))[:-1, :, None]  # at the start of each step
+    step = (w * np.diff(place, axis=0)).sum(1)  # (N-1, 2) the standing foot's move, to undo
+    path = np.concatenate([np.zeros((1, 2)), -np.cumsum(step, 0)])
+    out = trans.astype(np.float64).copy()
+    out[:, [0, 2]] = path - path[len(path) // 2]
+    return out.astype(trans.dtype)
+
+
 @torch.no_grad()
 def make_ground_truth(spec: ClipSpec, body: BodyModel) -> GroundTruth:
     """Pose the body for the spec's motion, place a seeded camera that keeps it in view."""
     rng = np.random.default_rng(spec.seed)
-    poses_w, trans_w = make_motion(spec.motion, spec.frames, spec.fps, rng)
+    poses_w, trans_w, stance = make_motion(spec.motion, spec.frames, spec.fps, rng, spec.planted_feet)
     betas = np.clip(rng.normal(0.0, 0.8, NUM_BETAS), -2.0, 2.0).astype(np.float32)
     look = _appearance(rng)
 
     n = spec.frames
     tb = torch.from_numpy(np.tile(betas, (n, 1)))
     tp = torch.from_numpy(poses_w)
+    if spec.planted_feet:
+        trans_w = _travel_by_standing_foot(body, tp, tb, trans_w, stance)
     out = body(tp[:, :3], tp[:, 3:], tb, torch.from_numpy(trans_w).float())
     # Feet on the floor: lift or lower each frame so the lowest vertex touches y = 0.
     lowest = out.vertices[..., 1].min(dim=1).values.numpy().astype(np.float64)

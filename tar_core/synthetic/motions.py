@@ -15,13 +15,14 @@ angle is the outermost: ``Ry(ay) @ Rx(ax) @ Rz(az)`` (``JOINT_ORDER``; ``euler_a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from tar_core.body_model import JOINT_NAMES
 from tar_core.geometry.rotations import matrix_to_axis_angle
 
-__all__ = ["JOINT_LIMITS", "JOINT_ORDER", "MOTIONS", "euler_angles", "make_motion"]
+__all__ = ["JOINT_LIMITS", "JOINT_ORDER", "MOTIONS", "ScriptedMotion", "euler_angles", "make_motion"]
 
 J = {n: i for i, n in enumerate(JOINT_NAMES)}
 
@@ -66,18 +67,34 @@ def _relaxed_arms(pose: _Pose, n: int, rng: np.random.Generator, elbow=0.25) -> 
     pose.apply("right_elbow", _ry(np.full(n, elbow)))
 
 
-def walk(n: int, fps: float, rng: np.random.Generator):
+def walk(n: int, fps: float, rng: np.random.Generator, flat_stance: bool = False):
+    """A walk along a seeded heading. ``flat_stance``: the standing foot stays flat on the floor (its ankle
+    undoes the hip's swing), so that a body travelling by its standing foot plants it; otherwise the ankle
+    rocks as scripted (the original clips)."""
     t = np.arange(n) / fps
+    stance = np.zeros((n, 2))
     cadence = rng.uniform(0.8, 1.0)  # strides per second
     phase = 2 * np.pi * cadence * t + rng.uniform(0, 2 * np.pi)
     pose = _Pose(n)
     swing = np.deg2rad(rng.uniform(22, 30))
+    if flat_stance:  # steps of 0.5-0.7 m: a body that travels by its feet walks 0.9-1.3 m/s at this cadence
+        swing *= 0.65
     for side, sgn in (("left", 1.0), ("right", -1.0)):
         ph = phase if sgn > 0 else phase + np.pi
         pose.apply(f"{side}_hip", _rx(-swing * np.sin(ph)))
         # knee bends most while the leg swings forward (first half of its cycle)
-        pose.apply(f"{side}_knee", _rx(np.deg2rad(55) * np.clip(np.sin(ph + 0.6), 0, None) + 0.05))
-        pose.apply(f"{side}_ankle", _rx(np.deg2rad(10) * np.sin(ph - 0.5)))
+        knee = np.deg2rad(55) * np.clip(np.sin(ph + 0.6), 0, None) + 0.05
+        ankle = np.deg2rad(10) * np.sin(ph - 0.5)
+        if flat_stance:
+            # The leg swings forward while cos(ph) > 0: the knee bends then (the foot clears the floor) and
+            # stays nearly straight while the leg stands. The foot stays level (hip + knee + ankle pitch
+            # zero: flat while standing), its toes raised 9 degrees while it swings.
+            knee = np.deg2rad(60) * np.clip(np.cos(ph + 0.4), 0, None) ** 1.5 + 0.05  # straight at touchdown
+            standing = np.clip(-4.0 * np.cos(ph), 0, 1)
+            stance[:, 0 if sgn > 0 else 1] = 0.5 - 0.5 * np.tanh(4.0 * np.cos(ph))
+            ankle = swing * np.sin(ph) - knee - (1 - standing) * np.deg2rad(9)
+        pose.apply(f"{side}_knee", _rx(knee))
+        pose.apply(f"{side}_ankle", _rx(ankle))
     _relaxed_arms(pose, n, rng, elbow=0.35)
     arm = np.deg2rad(rng.uniform(15, 25))
     pose.apply("left_shoulder", _rx(arm * np.sin(phase)))  # opposite to the left leg
@@ -88,7 +105,7 @@ def walk(n: int, fps: float, rng: np.random.Generator):
     speed = 1.1 * cadence * 0.75
     dist = speed * t - speed * t[-1] / 2  # centred on the middle frame
     trans = np.stack([np.sin(heading) * dist, 0.02 * np.cos(2 * phase), np.cos(heading) * dist], -1)
-    return pose.axis_angle(), trans
+    return pose.axis_angle(), trans, (stance if flat_stance else None)
 
 
 def turn(n: int, fps: float, rng: np.random.Generator):
@@ -271,11 +288,23 @@ def random_motion(n: int, fps: float, rng: np.random.Generator):
 MOTIONS: dict[str, Callable] = {"walk": walk, "turn": turn, "arms": arms, "squat": squat, "random": random_motion}
 
 
-def make_motion(name: str, n_frames: int, fps: float, rng: np.random.Generator):
-    """(N, 72) float32 SMPL poses and (N, 3) translations, world frame (y up), for a named motion."""
+class ScriptedMotion(NamedTuple):
+    poses: np.ndarray  # (N, 72) float32
+    trans: np.ndarray  # (N, 3) float64
+    stance: np.ndarray | None  # (N, 2) how much the left / right foot stands, where the motion knows it
+
+
+def make_motion(name: str, n_frames: int, fps: float, rng: np.random.Generator, planted_feet: bool = False):
+    """(N, 72) float32 SMPL poses and (N, 3) translations, world frame (y up), for a named motion, and which
+    foot stands where the motion says. ``planted_feet``: poses meant for a body that travels by its
+    standing foot (the walk's stands flat)."""
     if name not in MOTIONS:
         raise ValueError(f"unknown motion {name!r}; choose from {', '.join(MOTIONS)}")
     if n_frames < 1:
         raise ValueError("n_frames must be >= 1")
-    poses, trans = MOTIONS[name](n_frames, fps, rng)
-    return poses, np.asarray(trans, dtype=np.float64)
+    stance = None
+    if name == "walk":
+        poses, trans, stance = walk(n_frames, fps, rng, flat_stance=planted_feet)
+    else:
+        poses, trans = MOTIONS[name](n_frames, fps, rng)
+    return ScriptedMotion(poses, np.asarray(trans, dtype=np.float64), stance)

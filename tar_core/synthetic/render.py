@@ -72,6 +72,7 @@ def render_clip(spec: ClipSpec, out_video: str | Path, body: BodyModel | None = 
             "camera_roll": spec.tilt,
             "backdrop": spec.backdrop,
             "occluders_requested": spec.occluders,
+            "planted_feet": spec.planted_feet,
             "body_model": body.describe(),
             "body_model_sha256": body.data.sha256,
             "camera_center_world": np.round(gt.cam_center, 6).tolist(),

@@ -149,7 +149,8 @@ def test_random_motion_is_smooth_and_inside_the_joint_limits():
 
     fps = 30.0
     runs = [make_motion("random", 150, fps, np.random.default_rng(s)) for s in range(4)]
-    for poses, trans in runs:
+    for poses, trans, stance in runs:
+        assert stance is None  # no foot schedule: a body would travel by its lower foot
         assert poses.shape == (150, 72) and trans.shape == (150, 3)
         angles = _joint_angles(poses)
         for name, lim in JOINT_LIMITS.items():
@@ -311,3 +312,26 @@ def test_textured_backdrop_and_occluder_render(body):
     back = outside & ~(cv2.dilate(silhouette.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
     assert back.sum() > 500
     assert no_occ[back].std(0).max() > 8
+
+
+@pytest.mark.parametrize("motion", ["walk", "squat"])
+def test_planted_feet_stand_still_and_the_walk_still_travels(body, motion):
+    """With ``planted_feet`` the body travels by its standing foot: that foot does not slide (the scripted
+    walk's feet slide all the time), and the walk still covers ground at a walking pace."""
+    spec = ClipSpec(motion=motion, frames=60, seed=4, planted_feet=True)
+    gt = make_ground_truth(spec, body)
+    scripted = make_ground_truth(ClipSpec(motion=motion, frames=60, seed=4), body)
+    n = spec.frames
+    p = torch.from_numpy(gt.poses_cam)
+    out = body(p[:, :3], p[:, 3:], torch.from_numpy(np.tile(gt.betas, (n, 1))), torch.from_numpy(gt.trans_cam))
+    feet = out.extra_joints.double().numpy()[:, [5, 7, 8, 10]]  # toes and heels, camera frame
+    step = np.linalg.norm(np.diff(feet, axis=0), axis=-1).reshape(n - 1, 2, 2).max(-1)  # (N-1, 2) per foot
+    standing = step.min(1)  # the stiller foot of each step
+    sfeet = scripted.joints_cam[:, [10, 11]].astype(np.float64)
+    s_standing = np.linalg.norm(np.diff(sfeet, axis=0), axis=-1).min(1)
+    assert np.median(standing) < 0.001  # metres per frame
+    if motion == "walk":
+        assert np.median(s_standing) > 0.01
+        speed = np.linalg.norm(np.diff(gt.joints_cam[[0, -1], 0].astype(np.float64), axis=0)) / (n / spec.fps)
+        assert 0.7 < speed < 1.8  # m/s
+        assert (step.max(1) > 0.05).mean() > 0.3  # and the other foot swings
