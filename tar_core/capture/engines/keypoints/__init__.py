@@ -46,8 +46,8 @@ class FitConfig:
     # "ground": each planted run of a foot point held where its viewing rays meet the ground, by a last solve
     # (the 2D term on: the targets lie on the rays, so legs, not the image, move; runs the image sees moving
     # are left alone); "depth": the whole body moved along each frame's viewing ray; "shift": the whole
-    # translation (costs 2D). Against "depth": the planted-feet walk render's slide 1.99 -> 1.43 cm/frame
-    # (2D 3.43 -> 3.45 px), the arms render's 0.44 -> 0.17, the squat's 0.97 -> 0.83.
+    # translation (costs 2D). Against "depth" (with the contact speed of ContactConfig): the planted-feet
+    # walk render's slide 1.99 -> 0.96 cm/frame (2D 3.43 -> 3.58 px), the arms render's 0.44 -> 0.16.
     pin_mode: str = "ground"
     max_gap_s: float = 0.5
     threads: int = 1  # torch threads during the fit (small batched ops: one thread is fastest)
