@@ -30,6 +30,8 @@ def test_contacts_on_a_render_with_known_planted_frames(tmp_path):
     assert truth.mean() > 0.2  # the walk does stand on its feet
     precision = (found & truth).sum() / max(found.sum(), 1)
     recall = (found & truth).sum() / truth.sum()
-    # Measured: precision 0.94, recall 0.47 here (seed 5); 0.92 / 0.95 on a 48-frame render of seed 21. What
-    # is missed are mostly the frames around touch-down and toe-off, where the fitted foot still reads fast.
-    assert precision > 0.8 and recall > 0.35, (precision, recall)
+    # Measured on this render: precision 0.95, recall 0.62 (renders of one seed differ a little between
+    # runs); 0.92 / 0.95 on a 48-frame render of seed 21. Before the ground was kept square to the line of
+    # footprints, a body that leans while walking tilted it, feet far along the path read raised, and recall
+    # here was 0.32-0.47. What is still missed: the last stance, at the clip's end.
+    assert precision > 0.8 and recall > 0.45, (precision, recall)

@@ -35,7 +35,7 @@ class ContactConfig:
 class Contacts:
     prob: np.ndarray  # (N, 4) left heel, left toe, right heel, right toe
     ground: np.ndarray  # (4,) n (unit, up), d: n . p + d = 0 on the ground, camera frame
-    method: str  # "contacts" (normal fitted) or "body-up" (normal from the body)
+    method: str  # "contacts" (normal fitted), "contacts-line" (footprints along a line) or "body-up"
 
 
 SPEED_CUTOFF_HZ = 4.0  # foot positions are low-passed this much before their speed is taken (at 2 Hz a 0.4 s
@@ -62,14 +62,20 @@ def _speed(feet: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 
 def _normal(points: np.ndarray, up: np.ndarray, cfg: ContactConfig) -> tuple[np.ndarray, str]:
-    """Plane normal from contact points when they spread in two directions and lean plausibly."""
+    """Plane normal from contact points when they spread in two directions and lean plausibly; when they
+    spread along one line only (footprints of a walk), the body's up made square to that line (a body that
+    leans while it walks would otherwise tilt the ground along the path, and feet far along it would read
+    raised); otherwise the body's up."""
     if len(points) >= 8:
         c = points - points.mean(0)
         _, s, vt = np.linalg.svd(c, full_matrices=False)
-        n = vt[2] * np.sign(vt[2] @ up)
         spread = 2 * s[:2] / np.sqrt(len(points))
-        if spread.min() >= cfg.min_spread and np.degrees(np.arccos(np.clip(n @ up, -1, 1))) <= cfg.max_tilt_deg:
-            return n, "contacts"
+        n, method = vt[2] * np.sign(vt[2] @ up), "contacts"
+        if spread[1] < cfg.min_spread <= spread[0]:
+            n, method = up - (up @ vt[0]) * vt[0], "contacts-line"
+            n = n / np.linalg.norm(n)
+        if spread[0] >= cfg.min_spread and np.degrees(np.arccos(np.clip(n @ up, -1, 1))) <= cfg.max_tilt_deg:
+            return n, method
     return up, "body-up"
 
 
@@ -80,11 +86,13 @@ def estimate_contacts(joints: np.ndarray, feet: np.ndarray, times: np.ndarray,
     up = (joints[:, 12] - joints[:, 0]).mean(0)  # pelvis -> neck, averaged: the body's up
     up = up / np.linalg.norm(up)
     speed = _speed(feet, times)
-    height = feet @ up  # along the body's up, up to an offset
-    slow = speed < cfg.speed
-    low = height < np.percentile(height, 5) + 2 * cfg.height
-    cand = feet[slow & low] if (slow & low).sum() >= 3 else feet[height <= np.percentile(height, 10)]
-    n, method = _normal(cand, up, cfg)
+    n, method = up, "body-up"
+    for _ in range(2):  # the slow, low points along the body's up, then along the plane they gave
+        height = feet @ n  # up to an offset
+        slow = speed < cfg.speed
+        low = height < np.percentile(height, 5) + 2 * cfg.height
+        cand = feet[slow & low] if (slow & low).sum() >= 3 else feet[height <= np.percentile(height, 10)]
+        n, method = _normal(cand, up, cfg)
     d = -np.percentile(cand @ n, 25)
     # Each point against its own lowest level: a heel vertex stands higher on the floor than a toe tip.
     height = feet @ n - np.percentile(feet @ n, 10, axis=0)
