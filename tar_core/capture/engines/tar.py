@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tar_core.capture.engines.keypoints.starts import FittedRows, track_starts
 from tar_core.capture.tracking import smooth_boxes
 from tar_core.capture.video import VideoReader
 from tar_core.errors import UsageError
 from tar_core.geometry.cropping import crop_batch, square_box
 from tar_core.geometry.rotations import matrix_to_axis_angle
 from tar_core.network.checkpoints import demo_checkpoint, load_checkpoint
-from tar_core.network.refinement import Geometry
+from tar_core.network.refinement import Geometry, Start
 
 __all__ = ["FrameResult", "TarCaptureEngine", "TarEngine", "resolve_device"]
 
@@ -48,6 +49,7 @@ class _Entry:
     local_map: torch.Tensor | None  # (Dl, 64, 64)
     crop: torch.Tensor | None  # (3, S, S) kept only by the naive mode
     geom: tuple  # centre (2,), size, focal, principal (2,)
+    start: tuple | None = None  # the keypoints fit: rotmat (24, 3, 3), betas (10,), transl (3,), valid
 
 
 @dataclass
@@ -63,6 +65,7 @@ class _Window:
     row: int
     entries: list  # T entries (edge-padded)
     geom: tuple
+    start: tuple | None
 
 
 class TarEngine:
@@ -86,20 +89,22 @@ class TarEngine:
 
     @torch.no_grad()
     def add(self, items: list[tuple[int, int, torch.Tensor, tuple]]) -> list[FrameResult]:
-        """One video frame: items (track_id, row, crop (3, S, S), geometry). Returns finished results."""
+        """One video frame: items (track_id, row, crop (3, S, S), geometry[, start]); a start (the keypoints fit of
+        that frame: rotmat (24, 3, 3), betas (10,), transl (3,), valid) is where a ``rrm_init="keypoints"`` model's
+        RRM begins. Returns finished results."""
         if not items:
             return []
-        crops = torch.stack([c for _, _, c, _ in items]).to(self.device)
+        crops = torch.stack([it[2] for it in items]).to(self.device)
         if self.cache:
             g, m = self.model.encode_frames(crops)  # (B, Dg), (B, Dl, 64, 64): once per frame
             self.frames_encoded += len(items)
-        for k, (tid, row, crop, geom) in enumerate(items):
+        for k, (tid, row, crop, geom, *start) in enumerate(items):
             track = self.tracks.setdefault(tid, _Track(entries=deque(maxlen=self.T)))
             if row != track.last_row + 1:
                 raise ValueError(f"track {tid}: rows must arrive in order (got {row} after {track.last_row})")
             track.last_row = row
             track.entries.append(_Entry(row, g[k] if self.cache else None, m[k] if self.cache else None,
-                                        None if self.cache else crop, geom))
+                                        None if self.cache else crop, geom, start[0] if start else None))
             # Frame row - half now has its whole window (unless it is near the clip's start: padded).
             while track.next_out <= row - self.half:
                 self._queue(tid, track, track.next_out)
@@ -121,7 +126,7 @@ class TarEngine:
     def _queue(self, tid: int, track: _Track, row: int) -> None:
         by_row = {e.row: e for e in track.entries}  # the ring buffer holds every row a window needs
         rows = [min(max(r, 0), track.last_row) for r in range(row - self.half, row + self.half + 1)]  # edge padding
-        self.queue.append(_Window(tid, row, [by_row[r] for r in rows], by_row[row].geom))
+        self.queue.append(_Window(tid, row, [by_row[r] for r in rows], by_row[row].geom, by_row[row].start))
 
     def _run(self, force: bool) -> list[FrameResult]:
         out = []
@@ -147,10 +152,23 @@ class TarEngine:
             focal=torch.tensor([w.geom[2] for w in batch], dtype=torch.float32, device=self.device),
             principal=torch.tensor(np.array([w.geom[3] for w in batch]), dtype=torch.float32, device=self.device),
         )
-        est = self.model.forward_features(g, m[:, mid - tau: mid + tau + 1], geom)[-1]
+        est = self.model.forward_features(g, m[:, mid - tau: mid + tau + 1], geom, self._start(batch, geom))[-1]
         aa = matrix_to_axis_angle(est.rotmat.double()).reshape(B, 72).float().cpu().numpy()
         betas, trans = est.betas.cpu().numpy(), est.transl.cpu().numpy()
         return [FrameResult(w.track_id, w.row, aa[i], betas[i], trans[i]) for i, w in enumerate(batch)]
+
+
+    def _start(self, batch: list[_Window], geom: Geometry) -> Start | None:
+        """The windows' keypoints fits as one Start (None when no window has one)."""
+        if all(w.start is None for w in batch):
+            return None
+        none = (np.eye(3)[None].repeat(24, 0), np.zeros(10), np.array([0.0, 0.0, 1.0]), False)
+        parts = [w.start if w.start is not None else none for w in batch]
+
+        def stack(i):
+            return torch.tensor(np.array([p[i] for p in parts]), dtype=torch.float32, device=self.device)
+
+        return Start.from_fit(stack(0), stack(1), stack(2), stack(3) > 0, geom)
 
 
 def resolve_device(name: str) -> str:
@@ -197,7 +215,20 @@ class TarCaptureEngine:
     def provenance(self) -> dict:
         return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256}
 
+    def _starts(self, job) -> dict[int, FittedRows] | None:
+        """With ``rrm_init="keypoints"``: every track fitted by the keypoints engine first, in the same camera."""
+        if self.ck.config.rrm_init != "keypoints":
+            return None
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the fit's small batched ops run fastest on one thread
+        try:
+            return {tid: track_starts(job.body, t, job.frame_times, job.K, job.stop, job.progress.progress)
+                    for tid, t in sorted(job.tracks.items())}
+        finally:
+            torch.set_num_threads(threads)
+
     def run(self, job) -> None:
+        starts = self._starts(job)
         engine = TarEngine(self.ck.model, self.device, batch_windows=self.batch_windows)
         plan, ends, crop_boxes = _crop_plan(job.tracks)
         results: dict[int, dict[int, FrameResult]] = {tid: {} for tid in job.tracks}
@@ -211,13 +242,21 @@ class TarCaptureEngine:
                     boxes = [crop_boxes[tid][row] for tid, row in items]
                     crops = crop_batch(frame.image, boxes)
                     geoms = [(b.center, float(b.size), focal, principal) for b in boxes]
-                    for r in engine.add([(tid, row, crops[k], geoms[k]) for k, (tid, row) in enumerate(items)]):
+                    for r in engine.add([(tid, row, crops[k], geoms[k], _start_of(starts, tid, row))
+                                         for k, (tid, row) in enumerate(items)]):
                         results[r.track_id][r.row] = r
                 for tid in ends.get(frame.index, []):
                     for r in engine.end_track(tid):
                         results[r.track_id][r.row] = r
                     _write_track(job, job.tracks[tid], results.pop(tid))
                 job.progress.progress("tar", n, total)
+
+
+def _start_of(starts: dict[int, FittedRows] | None, tid: int, row: int) -> tuple | None:
+    if starts is None:
+        return None
+    s = starts[tid]
+    return s.rotmat[row], s.betas[row], s.transl[row], bool(s.valid[row])
 
 
 def _crop_plan(tracks: dict) -> tuple[dict, dict, dict]:
