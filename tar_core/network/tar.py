@@ -59,15 +59,21 @@ class TAR(nn.Module):
         """images (N, 3, 256, 256) -> global (N, Dg), local (N, Dl, 64, 64): once per frame."""
         return self.backbone(images)
 
+    def encode_local(self, local_maps: torch.Tensor) -> torch.Tensor:
+        """A frame's local map as the windows read it: with the LTE, its per-frame part (N, C, S, S), computed once
+        per frame in capture; without it, the map itself (N, Dl, 64, 64)."""
+        return self.lte.encode_frames(local_maps) if self.lte is not None else local_maps
+
     # -- per window -----------------------------------------------------------------------------
     def forward_features(self, global_seq: torch.Tensor, local_seq: torch.Tensor, geom: Geometry,
-                         start: Start | None = None) -> list[Estimate]:
+                         start: Start | None = None, local_encoded: bool = False) -> list[Estimate]:
         """Estimates for the middle frame of each window.
 
         global_seq (B, T, Dg): the T frames' global vectors; local_seq (B, L, Dl, 64, 64): the L
         local maps centred on the middle frame; geom: the middle frame's crop geometry (B); start: with
         ``rrm_init="keypoints"``, the keypoints engine's fit of the middle frame, where the RRM starts (ignored
-        otherwise: the paper's models start from the regressor).
+        otherwise: the paper's models start from the regressor); local_encoded: local_seq holds ``encode_local``'s
+        output instead of the maps.
         Returns [initial estimate, after iteration 1, ..., after iteration n] (1 + iterations,
         or just the initial one without the RRM).
         """
@@ -86,7 +92,7 @@ class TAR(nn.Module):
         if not cfg.use_rrm:
             return [init]
         if self.lte is not None:
-            local = self.lte(local_seq)  # (B, C, 64, 64) temporal local features
+            local = self.lte(local_seq, encoded=local_encoded)  # (B, C, 64, 64) temporal local features
         else:  # only-GTE: the static local features of the middle frame
             local = local_seq[:, local_seq.shape[1] // 2]
         corr = self.corr(local)  # (B, K, 64, 64)

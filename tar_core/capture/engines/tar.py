@@ -46,7 +46,7 @@ class FrameResult:
 class _Entry:
     row: int
     global_vec: torch.Tensor | None  # (Dg,) cached feature (None in naive mode)
-    local_map: torch.Tensor | None  # (Dl, 64, 64)
+    local_map: torch.Tensor | None  # (C, S, S) the LTE's per-frame part (without an LTE: the map, (Dl, 64, 64))
     crop: torch.Tensor | None  # (3, S, S) kept only by the naive mode
     geom: tuple  # centre (2,), size, focal, principal (2,)
     start: tuple | None = None  # the keypoints fit: rotmat (24, 3, 3), betas (10,), transl (3,), valid
@@ -97,6 +97,7 @@ class TarEngine:
         crops = torch.stack([it[2] for it in items]).to(self.device)
         if self.cache:
             g, m = self.model.encode_frames(crops)  # (B, Dg), (B, Dl, 64, 64): once per frame
+            m = self.model.encode_local(m)  # (B, C, S, S) with an LTE: its per-frame part, once per frame too
             self.frames_encoded += len(items)
         for k, (tid, row, crop, geom, *start) in enumerate(items):
             track = self.tracks.setdefault(tid, _Track(entries=deque(maxlen=self.T)))
@@ -139,7 +140,7 @@ class TarEngine:
         B, T = len(batch), self.T
         if self.cache:
             g = torch.stack([torch.stack([e.global_vec for e in w.entries]) for w in batch])  # (B, T, Dg)
-            m = torch.stack([torch.stack([e.local_map for e in w.entries]) for w in batch])  # (B, T, Dl, 64, 64)
+            m = torch.stack([torch.stack([e.local_map for e in w.entries]) for w in batch])  # (B, T, C, S, S)
         else:  # naive: the backbone again for every frame of every window
             crops = torch.stack([torch.stack([e.crop for e in w.entries]) for w in batch]).to(self.device)
             g, m = self.model.encode_frames(crops.flatten(0, 1))
@@ -152,7 +153,8 @@ class TarEngine:
             focal=torch.tensor([w.geom[2] for w in batch], dtype=torch.float32, device=self.device),
             principal=torch.tensor(np.array([w.geom[3] for w in batch]), dtype=torch.float32, device=self.device),
         )
-        est = self.model.forward_features(g, m[:, mid - tau: mid + tau + 1], geom, self._start(batch, geom))[-1]
+        est = self.model.forward_features(g, m[:, mid - tau: mid + tau + 1], geom, self._start(batch, geom),
+                                          local_encoded=self.cache)[-1]
         aa = matrix_to_axis_angle(est.rotmat.double()).reshape(B, 72).float().cpu().numpy()
         betas, trans = est.betas.cpu().numpy(), est.transl.cpu().numpy()
         return [FrameResult(w.track_id, w.row, aa[i], betas[i], trans[i]) for i, w in enumerate(batch)]
