@@ -47,5 +47,9 @@ def test_an_untrained_refiner_keeps_the_keypoints_fit(sample_clip, keypoints_mot
     move = np.linalg.norm(m.trans - kp.trans, axis=1).mean()
     if rrm_init == "keypoints":
         assert rot < 1.0 and move < 0.05, (rot, move)
+        # The fit's floor and contacts come along (the add-on puts the floor at z = 0 from them).
+        np.testing.assert_allclose(m.ground_plane, kp.ground_plane, atol=1e-6)
+        np.testing.assert_allclose(m.contacts, kp.contacts, atol=1e-6)
     else:
+        assert m.contacts is None
         assert rot > 5.0 or move > 0.5, (rot, move)

@@ -250,7 +250,7 @@ class TarCaptureEngine:
                 for tid in ends.get(frame.index, []):
                     for r in engine.end_track(tid):
                         results[r.track_id][r.row] = r
-                    _write_track(job, job.tracks[tid], results.pop(tid))
+                    _write_track(job, job.tracks[tid], results.pop(tid), None if starts is None else starts[tid])
                 job.progress.progress("tar", n, total)
 
 
@@ -275,9 +275,13 @@ def _crop_plan(tracks: dict) -> tuple[dict, dict, dict]:
     return plan, ends, crop_boxes
 
 
-def _write_track(job, track, rows: dict[int, FrameResult]) -> None:
+def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | None) -> None:
+    """One track's motion file; refined from the keypoints fit, it keeps the fit's contacts and ground plane."""
     ordered = [rows[i] for i in range(len(track.frame_ids))]
     poses = np.stack([r.poses for r in ordered]).astype(np.float64)
     trans = np.stack([r.trans for r in ordered]).astype(np.float64)
     betas = np.median(np.stack([r.betas for r in ordered]), axis=0)  # one shape per person
-    job.writer.write(track, poses, trans, betas, np.asarray(track.scores))
+    extras = None
+    if fit is not None and fit.ground is not None:
+        extras = {"contacts": fit.contacts, "ground_plane": fit.ground}
+    job.writer.write(track, poses, trans, betas, np.asarray(track.scores), extras)

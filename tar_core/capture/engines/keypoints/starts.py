@@ -24,16 +24,20 @@ __all__ = ["FittedRows", "crop_sequence_starts", "track_starts"]
 
 @dataclass
 class FittedRows:
-    """One fitted body per row; rows with ``valid`` False have no fit (zeros)."""
+    """One fitted body per row; rows with ``valid`` False have no fit (identity rotations, zeros). The fit's foot
+    contacts and ground plane come along: a motion refined from the fit keeps its floor."""
 
     rotmat: np.ndarray  # (N, 24, 3, 3) camera frame
     betas: np.ndarray  # (N, 10)
     transl: np.ndarray  # (N, 3) full-image camera
     valid: np.ndarray  # (N,) bool
+    contacts: np.ndarray  # (N, 4) heel/toe contact probabilities (0 where no fit)
+    ground: np.ndarray | None = None  # (4,) the ground plane, camera frame (None: no fit)
 
     @classmethod
     def empty(cls, n: int) -> FittedRows:
-        return cls(np.tile(np.eye(3), (n, 24, 1, 1)), np.zeros((n, 10)), np.zeros((n, 3)), np.zeros(n, dtype=bool))
+        return cls(np.tile(np.eye(3), (n, 24, 1, 1)), np.zeros((n, 10)), np.zeros((n, 3)), np.zeros(n, dtype=bool),
+                   np.zeros((n, 4)))
 
 
 def _fit_rows(body, track: TrackData, all_times: dict, K: np.ndarray, cfg: FitConfig, stop, progress,
@@ -50,6 +54,8 @@ def _fit_rows(body, track: TrackData, all_times: dict, K: np.ndarray, cfg: FitCo
         if r is not None:
             out.rotmat[k] = axis_angle_to_matrix(fit.poses[r].reshape(24, 3))
             out.transl[k], out.betas[k], out.valid[k] = fit.trans[r], fit.betas, True
+            out.contacts[k] = fit.contacts[r]
+    out.ground = np.asarray(fit.ground, dtype=np.float64)
     return out
 
 
