@@ -91,10 +91,11 @@ def _sequence(body, regressor14, pred_poses, pred_betas, clip: dict, rows=None) 
 
 
 def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_regressor: str | None = None,
-             batch_windows: int = 8, progress=None) -> dict:
-    """Predict every frame of every clip in ``data`` with ``checkpoint``; the protocol's metrics."""
+             batch_windows: int = 8, progress=None, smooth_hz: float | None = None) -> dict:
+    """Predict every frame of every clip in ``data`` with ``checkpoint``; the protocol's metrics. ``smooth_hz``:
+    also the metrics of the motion low-passed as capture writes it (``smoothed``)."""
     from tar_core.body_model import load_body_model
-    from tar_core.capture.engines.tar import TarEngine
+    from tar_core.capture.engines.tar import TarEngine, smooth_motion
     from tar_core.geometry.cropping import normalize
     from tar_core.network.checkpoints import load_checkpoint
 
@@ -103,7 +104,7 @@ def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_reg
     engine = TarEngine(ck.model, "cpu", batch_windows=batch_windows)
     regressor14, joint_set = _regressor14(body, h36m_regressor)
     clips = _clips(data)
-    sequences, start_sequences = [], []
+    sequences, start_sequences, smoothed = [], [], []
     for n, path in enumerate(clips, start=1):
         with np.load(path, allow_pickle=False) as z:
             clip = {k: z[k] for k in ("crops", "center", "box_size", "K", "poses", "betas")}
@@ -123,6 +124,10 @@ def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_reg
         pred_poses = np.stack([results[f].poses for f in range(F)])
         pred_betas = np.stack([results[f].betas for f in range(F)])
         sequences.append(_sequence(body, regressor14, pred_poses, pred_betas, clip))
+        if smooth_hz:
+            trans = np.stack([results[f].trans for f in range(F)])
+            poses_s = smooth_motion(pred_poses, trans, np.arange(F) / CLIP_FPS, smooth_hz)[0]
+            smoothed.append(_sequence(body, regressor14, poses_s, pred_betas, clip))
         if starts is not None and starts.valid.any():  # the refiner's input alone, on the frames it covers
             rows = np.flatnonzero(starts.valid)
             start_sequences.append(_sequence(body, regressor14, matrix_to_axis_angle(starts.rotmat[rows]).reshape(
@@ -130,6 +135,8 @@ def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_reg
         if progress:
             progress(n, len(clips))
     out = summarize(sequences)
+    if smooth_hz:
+        out["smoothed"] = {**summarize(smoothed), "cutoff_hz": smooth_hz}
     if ck.config.rrm_init == "keypoints":
         out["keypoints_start"] = summarize(start_sequences) if start_sequences else None
     out.update({"engine": "tar", "checkpoint": str(checkpoint), "checkpoint_sha256": ck.sha256,

@@ -21,16 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tar_core.capture.engines.keypoints.filters import lowpass, lowpass_rotations
 from tar_core.capture.engines.keypoints.starts import FittedRows, track_starts
 from tar_core.capture.tracking import smooth_boxes
 from tar_core.capture.video import VideoReader
 from tar_core.errors import UsageError
 from tar_core.geometry.cropping import crop_batch, square_box
-from tar_core.geometry.rotations import matrix_to_axis_angle
+from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from tar_core.network.checkpoints import demo_checkpoint, load_checkpoint
 from tar_core.network.refinement import Geometry, Start
 
-__all__ = ["FrameResult", "TarCaptureEngine", "TarEngine", "resolve_device"]
+__all__ = ["FrameResult", "SMOOTH_HZ", "TarCaptureEngine", "TarEngine", "resolve_device", "smooth_motion"]
+
+SMOOTH_HZ = 4.0  # the motion's low-pass cut-off (capture --smooth-hz), the keypoints engine's default too
 
 
 @dataclass
@@ -187,12 +190,15 @@ class TarCaptureEngine:
 
     name = "tar"
 
-    def __init__(self, checkpoint, device: str, builtin_demo: bool, notes: list[str], batch_windows: int = 8):
+    def __init__(self, checkpoint, device: str, builtin_demo: bool, notes: list[str], batch_windows: int = 8,
+                 smooth_hz: float | None = None):
         self.ck, self.device, self.builtin_demo = checkpoint, device, builtin_demo
         self.notes, self.batch_windows = notes, batch_windows
+        self.smooth_hz = SMOOTH_HZ if smooth_hz is None else smooth_hz
 
     @classmethod
-    def load(cls, path: str | None, body, device: str = "auto", batch_windows: int = 8) -> TarCaptureEngine:
+    def load(cls, path: str | None, body, device: str = "auto", batch_windows: int = 8,
+             smooth_hz: float | None = None) -> TarCaptureEngine:
         """Load ``path`` (raises CheckpointError). No public TAR weights exist: without a path the built-in
         demo (trained on synthetic renders) runs, and says so; it is never replaced by random weights."""
         device = resolve_device(device)
@@ -206,7 +212,7 @@ class TarCaptureEngine:
                          f"{body.kind} body: its shape (betas) estimates do not transfer")
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-        return cls(ck, device, not path, notes, batch_windows)
+        return cls(ck, device, not path, notes, batch_windows, smooth_hz)
 
     def summary(self) -> dict:
         ck = self.ck
@@ -250,7 +256,8 @@ class TarCaptureEngine:
                 for tid in ends.get(frame.index, []):
                     for r in engine.end_track(tid):
                         results[r.track_id][r.row] = r
-                    _write_track(job, job.tracks[tid], results.pop(tid), None if starts is None else starts[tid])
+                    _write_track(job, job.tracks[tid], results.pop(tid), None if starts is None else starts[tid],
+                                 self.smooth_hz)
                 job.progress.progress("tar", n, total)
 
 
@@ -275,13 +282,24 @@ def _crop_plan(tracks: dict) -> tuple[dict, dict, dict]:
     return plan, ends, crop_boxes
 
 
-def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | None) -> None:
-    """One track's motion file; refined from the keypoints fit, it keeps the fit's contacts and ground plane."""
+def smooth_motion(poses: np.ndarray, trans: np.ndarray, times: np.ndarray, cutoff_hz: float):
+    """Zero-phase low-pass of per-frame estimates (poses (N, 72) axis-angle, trans (N, 3)) at the clip's real
+    timestamps, as the keypoints engine smooths its fit: the network sees each frame through a window, but
+    nothing ties neighbouring outputs together, and their frame-to-frame noise is what ACCEL measures."""
+    R = axis_angle_to_matrix(poses.reshape(len(poses), 24, 3))
+    R = lowpass_rotations(R, times, cutoff_hz)
+    return matrix_to_axis_angle(R).reshape(len(poses), 72), lowpass(trans, times, cutoff_hz)
+
+
+def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | None, smooth_hz: float) -> None:
+    """One track's motion file: smoothed (the raw estimates kept beside); refined from the keypoints fit, it keeps
+    the fit's contacts and ground plane."""
     ordered = [rows[i] for i in range(len(track.frame_ids))]
-    poses = np.stack([r.poses for r in ordered]).astype(np.float64)
-    trans = np.stack([r.trans for r in ordered]).astype(np.float64)
+    raw_poses = np.stack([r.poses for r in ordered]).astype(np.float64)
+    raw_trans = np.stack([r.trans for r in ordered]).astype(np.float64)
+    poses, trans = smooth_motion(raw_poses, raw_trans, np.asarray(track.times, dtype=np.float64), smooth_hz)
     betas = np.median(np.stack([r.betas for r in ordered]), axis=0)  # one shape per person
-    extras = None
+    extras = {"poses_raw": raw_poses, "trans_raw": raw_trans}
     if fit is not None and fit.ground is not None:
-        extras = {"contacts": fit.contacts, "ground_plane": fit.ground}
+        extras.update(contacts=fit.contacts, ground_plane=fit.ground)
     job.writer.write(track, poses, trans, betas, np.asarray(track.scores), extras)
