@@ -135,3 +135,26 @@ def test_keypoint_starts_are_cached_beside_the_features_and_reach_the_batch(clip
         cache_starts([clips], cache, _fake_fit([]), draws=2, seed=7)
     with pytest.raises(DatasetError, match="no keypoints fit"):
         CachedWindows(cache, cfg.seq_len, cfg.lte_window, starts=True)
+
+
+@pytest.mark.slow
+def test_train_the_refiner_from_the_keypoints_fit(clips, tmp_path):
+    """``train --variant tar-blazepose-kp-init``: the real fit (MediaPipe on the cached draws' crops) is kept beside
+    the feature cache and training starts from another run's weights."""
+    from tar_core.cli.training import _start_fit
+    from tar_core.errors import UsageError
+    from tar_core.network.checkpoints import read_checkpoint, save_checkpoint
+    from tar_core.util.stop import StopFlag
+
+    base = save_checkpoint(tmp_path / "base.pt", TAR(get_variant("tar-blazepose"), load_body_model()))
+    opts = TrainOptions(variant="tar-blazepose-kp-init", data=[str(clips)], out=str(tmp_path / "run"), steps=2,
+                        batch=2, feature_cache=str(tmp_path / "cache"), draws=2, save_every=2,
+                        init_weights=str(base))
+    with pytest.raises(UsageError, match="--feature-cache"):
+        train(TrainOptions(variant="tar-blazepose-kp-init", data=[str(clips)], out=str(tmp_path / "x"), steps=1))
+    payload = read_checkpoint(train(opts, log=lambda m: None, start_fit=_start_fit(StopFlag())))
+    assert payload["config"]["rrm_init"] == "keypoints" and payload["provenance"]["init_weights"]["steps"] is None
+    fits = sorted((tmp_path / "cache" / "source0" / "keypoints").glob("*.npz"))
+    assert len(fits) == 4
+    with np.load(fits[0]) as z:
+        assert z["start_rotmat"].shape == (5, 24, 3, 3) and z["start_valid"].shape == (5,)
