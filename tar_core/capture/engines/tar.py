@@ -34,6 +34,8 @@ from tar_core.network.refinement import Geometry, Start
 __all__ = ["FrameResult", "SMOOTH_HZ", "TarCaptureEngine", "TarEngine", "resolve_device", "smooth_motion"]
 
 SMOOTH_HZ = 4.0  # the motion's low-pass cut-off (capture --smooth-hz), the keypoints engine's default too
+# Crops encoded per trunk call: with 2 threads a batch of 8 costs 12.8 ms a crop against 22.6 one at a time.
+ENCODE_BATCH = 8
 
 
 @dataclass
@@ -92,9 +94,10 @@ class TarEngine:
 
     @torch.no_grad()
     def add(self, items: list[tuple[int, int, torch.Tensor, tuple]]) -> list[FrameResult]:
-        """One video frame: items (track_id, row, crop (3, S, S), geometry[, start]); a start (the keypoints fit of
-        that frame: rotmat (24, 3, 3), betas (10,), transl (3,), valid) is where a ``rrm_init="keypoints"`` model's
-        RRM begins. Returns finished results."""
+        """Items (track_id, row, crop (3, S, S), geometry[, start]) of one or more video frames, in frame order
+        (their crops are encoded in one batch); a start (the keypoints fit of that frame: rotmat (24, 3, 3), betas
+        (10,), transl (3,), valid) is where a ``rrm_init="keypoints"`` model's RRM begins. Returns finished
+        results."""
         if not items:
             return []
         crops = torch.stack([it[2] for it in items]).to(self.device)
@@ -241,6 +244,13 @@ class TarCaptureEngine:
         plan, ends, crop_boxes = _crop_plan(job.tracks)
         results: dict[int, dict[int, FrameResult]] = {tid: {} for tid in job.tracks}
         focal, principal = float(job.K[0, 0]), np.array([job.K[0, 2], job.K[1, 2]])
+        pending: list[tuple] = []  # crops of the last frames, encoded together (the trunk is faster in batches)
+
+        def flush() -> None:
+            for r in engine.add(pending):
+                results[r.track_id][r.row] = r
+            pending.clear()
+
         with VideoReader(job.clip, fps=job.fps, stop=job.stop) as reader:
             total = reader.info.frame_count
             for n, frame in enumerate(reader, start=1):
@@ -249,16 +259,17 @@ class TarCaptureEngine:
                 if items:
                     boxes = [crop_boxes[tid][row] for tid, row in items]
                     crops = crop_batch(frame.image, boxes)
-                    geoms = [(b.center, float(b.size), focal, principal) for b in boxes]
-                    for r in engine.add([(tid, row, crops[k], geoms[k], _start_of(starts, tid, row))
-                                         for k, (tid, row) in enumerate(items)]):
-                        results[r.track_id][r.row] = r
+                    pending += [(tid, row, crops[k], (boxes[k].center, float(boxes[k].size), focal, principal),
+                                 _start_of(starts, tid, row)) for k, (tid, row) in enumerate(items)]
+                if len(pending) >= ENCODE_BATCH or ends.get(frame.index):
+                    flush()
                 for tid in ends.get(frame.index, []):
                     for r in engine.end_track(tid):
                         results[r.track_id][r.row] = r
                     _write_track(job, job.tracks[tid], results.pop(tid), None if starts is None else starts[tid],
                                  self.smooth_hz)
                 job.progress.progress("tar", n, total)
+            flush()
 
 
 def _start_of(starts: dict[int, FittedRows] | None, tid: int, row: int) -> tuple | None:
