@@ -29,7 +29,8 @@ def batch(B: int, device):
                      focal=torch.full((B,), 800.0), principal=torch.tensor([[320.0, 240.0]] * B)),
             Targets(joints_2d=joints[..., :2] / joints[..., 2:] * 800 + 300, joints_2d_conf=torch.ones(B, 24),
                     joints_3d=joints, has_3d=torch.ones(B), rotmat=axis_angle_to_matrix(0.3 * torch.randn(B, 24, 3)),
-                    betas=torch.randn(B, 10, generator=g), has_smpl=torch.ones(B)))
+                    betas=torch.randn(B, 10, generator=g), has_smpl=torch.ones(B)),
+            None)  # no keypoints start
 
 
 def samples_per_s(variant: str, B: int, steps: int, device) -> float:

@@ -153,6 +153,12 @@ def main() -> int:
         f"- steps: {prov.get('steps')}, batch {prov.get('batch')} (over {prov.get('processes')} process(es)), "
         f"learning rate {prov.get('lr')}, augmentation {'on' if prov.get('augment') else 'off'}, "
         f"seed {prov.get('seed')}",
+        *([f"- started from the weights of `{prov['init_weights']['path']}` (sha256 "
+           f"`{prov['init_weights']['sha256'][:16]}…`, {prov['init_weights']['steps']} steps; `train --init-weights`)"]
+          if prov.get("init_weights") else []),
+        *(["- the RRM starts from the keypoints engine's fit of each frame (`rrm_init=\"keypoints\"`), fitted on "
+           "MediaPipe's landmarks of every cached draw's crops and kept beside the feature cache"]
+          if ck.config.rrm_init == "keypoints" else []),
         f"- wall time: {wall:.0f} s ({wall / 60:.1f} min) on {machine}",
         f"- loss (eq. 10-14, x60): {float(first.get('loss', 'nan')):.1f} at step {first.get('step')} -> "
         f"{float(last.get('loss', 'nan')):.1f} at step {last.get('step')}",

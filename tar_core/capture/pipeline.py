@@ -54,7 +54,7 @@ class CaptureOptions:
     focal: float | None = None
     fov: float | None = None  # degrees across the image's longer side
     focal_35mm: float | None = None  # 35 mm-equivalent focal length, mm
-    smooth_hz: float | None = None  # keypoints engine: low-pass cut-off (None: its default)
+    smooth_hz: float | None = None  # low-pass cut-off of the motion, both engines (None: the engine's default)
     max_people: int = 0
     boxes: str | None = None
     fps: float | None = None  # for image folders

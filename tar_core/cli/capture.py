@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--focal-35mm", type=float, default=None, help="35 mm-equivalent focal length in mm (as phones "
                                                                    "report it)")
     p.add_argument("--smooth-hz", type=float, default=None,
-                   help="keypoints engine: cut-off of the motion's zero-phase low-pass, in Hz of real time "
+                   help="cut-off of the motion's zero-phase low-pass (both engines), in Hz of real time "
                         f"(default {DEFAULT_SMOOTH_HZ:g}: lower is smoother, higher keeps faster moves)")
     p.add_argument("--max-people", type=int, default=0, help="keep the N largest people (0 = everyone tracked)")
     p.add_argument("--person", default=None,

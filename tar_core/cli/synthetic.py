@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="Cycles render threads (default 0: one per core)")
     p.add_argument("--denoise", choices=["fast", "high"], default="fast",
                    help="OIDN quality: fast (default, a third of the CPU time per frame) or high")
+    p.add_argument("--planted-feet", action="store_true",
+                   help="bodies travel by their standing foot (no foot slides over the floor, as with render-clip "
+                        "--planted-feet); off by default so existing datasets render as before")
     p.set_defaults(func=make_dataset)
 
 
@@ -64,6 +67,6 @@ def make_dataset(args, stop) -> int:
 
     paths = make(args.out, clips=args.clips, frames=args.frames, size=args.size, seed=args.seed,
                  samples=args.samples, progress=progress_bar("clips"), videos=args.videos,
-                 threads=args.threads, fast_denoise=args.denoise == "fast")
+                 threads=args.threads, fast_denoise=args.denoise == "fast", planted_feet=args.planted_feet)
     print(f"{len(paths)} clips in {args.out}")
     return 0

@@ -30,12 +30,30 @@ def register(sub) -> None:
                         "DIR (resumable) and train the heads on them; synthetic sources only")
     p.add_argument("--draws", type=positive_int, default=4,
                    help="augmentation draws cached per clip with --feature-cache (draw 0: the clip as rendered)")
+    p.add_argument("--init-weights", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (fine-tuning; same architecture, e.g. tar-blazepose "
+                        "weights for tar-blazepose-kp-init)")
     p.set_defaults(func=run)
+
+
+def _start_fit(stop):
+    """The keypoints engine's fit of a crop sequence, for variants whose RRM starts from it."""
+    from tar_core.body_model import load_body_model
+    from tar_core.capture.engines.keypoints.starts import crop_sequence_starts
+
+    body = load_body_model()
+
+    def fit(crops, centers, sizes, K, times):
+        r = crop_sequence_starts(body, crops, centers, sizes, K, times, stop)
+        return r.rotmat, r.betas, r.transl, r.valid
+
+    return fit
 
 
 def run(args, stop) -> int:
     from tar_core.training.train import TrainOptions, train
 
-    path = train(TrainOptions(**keywords(args, TrainOptions)), log=lambda m: print(m, file=sys.stderr))
+    path = train(TrainOptions(**keywords(args, TrainOptions)), log=lambda m: print(m, file=sys.stderr),
+                 start_fit=_start_fit(stop))
     print(f"trained checkpoint: {path}")
     return 0

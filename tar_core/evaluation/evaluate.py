@@ -19,6 +19,7 @@ import torch
 
 from tar_core.errors import UsageError
 from tar_core.evaluation.metrics import accel_error, mpjpe, pa_mpjpe, pve
+from tar_core.geometry.rotations import matrix_to_axis_angle
 
 __all__ = ["H36M_TO_LSP14", "MANNEQUIN_LSP14", "evaluate", "evaluate_keypoints", "summarize"]
 
@@ -26,6 +27,7 @@ __all__ = ["H36M_TO_LSP14", "MANNEQUIN_LSP14", "evaluate", "evaluate_keypoints",
 # l_elbow, l_wrist, neck, head (top).
 MANNEQUIN_LSP14 = [8, 5, 2, 1, 4, 7, 21, 19, 17, 16, 18, 20, 12, 15]  # indices into the 24 SMPL joints
 H36M_TO_LSP14 = [3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10]  # indices into H36M's 17 joints
+CLIP_FPS = 30.0  # make-dataset renders every clip at 30 frames/s
 
 
 def summarize(sequences: list[dict]) -> dict:
@@ -89,10 +91,11 @@ def _sequence(body, regressor14, pred_poses, pred_betas, clip: dict, rows=None) 
 
 
 def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_regressor: str | None = None,
-             batch_windows: int = 8, progress=None) -> dict:
-    """Predict every frame of every clip in ``data`` with ``checkpoint``; the protocol's metrics."""
+             batch_windows: int = 8, progress=None, smooth_hz: float | None = None) -> dict:
+    """Predict every frame of every clip in ``data`` with ``checkpoint``; the protocol's metrics. ``smooth_hz``:
+    also the metrics of the motion low-passed as capture writes it (``smoothed``)."""
     from tar_core.body_model import load_body_model
-    from tar_core.capture.engines.tar import TarEngine
+    from tar_core.capture.engines.tar import TarEngine, smooth_motion
     from tar_core.geometry.cropping import normalize
     from tar_core.network.checkpoints import load_checkpoint
 
@@ -101,30 +104,60 @@ def evaluate(checkpoint: str | Path, data: list[str | Path], body=None, h36m_reg
     engine = TarEngine(ck.model, "cpu", batch_windows=batch_windows)
     regressor14, joint_set = _regressor14(body, h36m_regressor)
     clips = _clips(data)
-    sequences = []
+    sequences, start_sequences, smoothed = [], [], []
     for n, path in enumerate(clips, start=1):
         with np.load(path, allow_pickle=False) as z:
             clip = {k: z[k] for k in ("crops", "center", "box_size", "K", "poses", "betas")}
         F = len(clip["crops"])
         K = clip["K"]
+        starts = _crop_starts(body, clip) if ck.config.rrm_init == "keypoints" else None
         results = {}
         for f in range(F):
             crop = normalize(clip["crops"][f: f + 1])[0]
             geom = (clip["center"][f], float(clip["box_size"][f]), float(K[0, 0]), K[:2, 2].copy())
-            for r in engine.add([(n, f, crop, geom)]):
+            start = () if starts is None else ((starts.rotmat[f], starts.betas[f], starts.transl[f],
+                                                bool(starts.valid[f])),)
+            for r in engine.add([(n, f, crop, geom, *start)]):
                 results[r.row] = r
         for r in engine.end_track(n):
             results[r.row] = r
         pred_poses = np.stack([results[f].poses for f in range(F)])
         pred_betas = np.stack([results[f].betas for f in range(F)])
         sequences.append(_sequence(body, regressor14, pred_poses, pred_betas, clip))
+        if smooth_hz:
+            trans = np.stack([results[f].trans for f in range(F)])
+            poses_s = smooth_motion(pred_poses, trans, np.arange(F) / CLIP_FPS, smooth_hz)[0]
+            smoothed.append(_sequence(body, regressor14, poses_s, pred_betas, clip))
+        if starts is not None and starts.valid.any():  # the refiner's input alone, on the frames it covers
+            rows = np.flatnonzero(starts.valid)
+            start_sequences.append(_sequence(body, regressor14, matrix_to_axis_angle(starts.rotmat[rows]).reshape(
+                len(rows), 72), starts.betas[rows], clip, rows=rows))
         if progress:
             progress(n, len(clips))
     out = summarize(sequences)
+    if smooth_hz:
+        out["smoothed"] = {**summarize(smoothed), "cutoff_hz": smooth_hz}
+    if ck.config.rrm_init == "keypoints":
+        out["keypoints_start"] = summarize(start_sequences) if start_sequences else None
     out.update({"engine": "tar", "checkpoint": str(checkpoint), "checkpoint_sha256": ck.sha256,
                 "variant": ck.config.name, "provenance": ck.provenance, "joints": joint_set,
                 "body_model": body.describe()})
     return out
+
+
+def _crop_starts(body, clip: dict):
+    """The keypoints engine's fit of a clip's crops (where a ``rrm_init="keypoints"`` model's RRM starts), made
+    as training made it."""
+    from tar_core.capture.engines.keypoints.starts import crop_sequence_starts
+    from tar_core.util.stop import StopFlag
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return crop_sequence_starts(body, clip["crops"], clip["center"], clip["box_size"], clip["K"],
+                                    np.arange(len(clip["crops"])) / CLIP_FPS, StopFlag())
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate_keypoints(data: list[str | Path], body=None, h36m_regressor: str | None = None,

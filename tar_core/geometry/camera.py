@@ -23,6 +23,7 @@ __all__ = [
     "CROP_SIZE",
     "bbox_info",
     "crop_to_full",
+    "full_to_crop_camera",
     "default_focal",
     "focal_from_35mm",
     "focal_from_fov",
@@ -109,6 +110,18 @@ def crop_to_full(cam_crop, center_xy, box_size, focal, principal_point):
     x = tx + 2.0 * (center_xy[..., 0] - principal_point[..., 0]) / bs
     y = ty + 2.0 * (center_xy[..., 1] - principal_point[..., 1]) / bs
     return _stack([x, y, tz], cam_crop)
+
+
+def full_to_crop_camera(transl, center_xy, box_size, focal, principal_point):
+    """Full-image translation ``(Tx, Ty, Tz)`` (..., 3) -> the crop camera ``(s, tx, ty)`` that ``crop_to_full``
+    turns back into it (Tz > 0)."""
+    principal_point = _pair(principal_point, center_xy)
+    x, y, tz = transl[..., 0], transl[..., 1], transl[..., 2]
+    bs = 2.0 * focal / tz
+    s = bs / box_size
+    tx = x - 2.0 * (center_xy[..., 0] - principal_point[..., 0]) / bs
+    ty = y - 2.0 * (center_xy[..., 1] - principal_point[..., 1]) / bs
+    return _stack([s, tx, ty], transl)
 
 
 def project(points_cam, K):

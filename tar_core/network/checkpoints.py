@@ -28,7 +28,10 @@ __all__ = ["CheckpointError", "DEMO_CHECKPOINT", "WEIGHT_DTYPES", "LoadedCheckpo
            "export_checkpoint", "load_checkpoint", "save_checkpoint", "file_sha256"]
 
 FORMAT = "tar-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Config fields added by each format version, with the value every older checkpoint was trained with: a version-1
+# file (before ``rrm_init``) is read as the version-2 file it would be, and then loaded as strictly as ever.
+_ADDED_FIELDS = {2: {"rrm_init": "regressor"}}
 MAX_CHECKPOINT_BYTES = 8 << 30  # the largest variant (HRNet-48) is ~0.3 GB; optimizer state triples it
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -138,13 +141,17 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: corrupt or not a TAR checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a TAR checkpoint (no '{FORMAT}' header)")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported")
+    version = payload.get("format_version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is not supported")
     for key in ("config", "state_dict", "provenance"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
     if not isinstance(payload["config"], dict) or not isinstance(payload["provenance"], dict):
         raise CheckpointError(f"{path}: checkpoint's config and provenance must be dicts")
+    for v in range(version + 1, FORMAT_VERSION + 1):
+        payload["config"] = {**_ADDED_FIELDS[v], **payload["config"]}
+    payload["format_version"] = FORMAT_VERSION
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: checkpoint's state_dict must map names to tensors")

@@ -47,6 +47,10 @@ class TARConfig:
     # Recurrent Refinement Module (Fig. 5)
     use_rrm: bool = True  # False: the "without RRM" ablation (initial estimate only)
     hidden_init: str = "gte"  # "gte" (TAR) or "zero" (ReFit-style zero-initialised GRU states)
+    # Where the RRM starts: "regressor" (the paper: the GTE states' initial estimate) or "keypoints" (the keypoints
+    # engine's fit of MediaPipe's landmarks, the RRM as a learned refiner; frames without a fit fall back to the
+    # regressor's estimate)
+    rrm_init: str = "regressor"
     iterations: int = 5
     hidden_dim: int = 32
     num_markers: int = 67  # K; the body model supplies the vertex ids
@@ -87,6 +91,10 @@ class TARConfig:
             problems.append("lte_size must be 64 / 2^k")
         if self.hidden_init not in ("gte", "zero"):
             problems.append("hidden_init must be 'gte' or 'zero'")
+        if self.rrm_init not in ("regressor", "keypoints"):
+            problems.append("rrm_init must be 'regressor' or 'keypoints'")
+        if self.rrm_init == "keypoints" and not self.use_rrm:
+            problems.append("rrm_init 'keypoints' needs use_rrm")
         if not self.use_gte and self.hidden_init == "gte":
             problems.append("hidden_init 'gte' needs use_gte")
         if self.gte_dim % self.gte_heads:
@@ -154,6 +162,8 @@ VARIANTS: dict[str, TARConfig] = {
         replace(_BLAZEPOSE, name="tar-blazepose-no-rrm", use_rrm=False),
         replace(_BLAZEPOSE, name="tar-blazepose-gte-only", use_lte=False),
         replace(_BLAZEPOSE, name="tar-blazepose-lte-only", use_gte=False, hidden_init="zero"),
+        # The RRM as a learned refiner of the keypoints engine's fit (issue 16's ablation).
+        replace(_BLAZEPOSE, name="tar-blazepose-kp-init", rrm_init="keypoints"),
     ]
 }
 

@@ -69,13 +69,19 @@ class LocalTemporalEncoder(nn.Module):
         self.fuse = nn.Sequential(nn.Conv2d(2 * C, C, 3, padding=1), nn.BatchNorm2d(C), nn.ReLU(inplace=True))
         self.out_channels = C
 
-    def forward(self, local_maps: torch.Tensor) -> torch.Tensor:
-        """local_maps (B, L, D, 64, 64) -> m (B, C, 64, 64)."""
+    def encode_frames(self, maps: torch.Tensor) -> torch.Tensor:
+        """Each frame's own part: maps (N, D, 64, 64) -> (N, C, S, S). Capture runs it once per frame (in eval mode
+        the batch norms are fixed per-sample maps, so caching it changes nothing) instead of once per window."""
+        return self.down(self.reduce(maps))
+
+    def forward(self, local_maps: torch.Tensor, encoded: bool = False) -> torch.Tensor:
+        """local_maps (B, L, D, 64, 64), or with ``encoded`` their ``encode_frames`` (B, L, C, S, S) -> m (B, C, 64,
+        64)."""
         B, L = local_maps.shape[:2]
         if L != self.window:
             raise ValueError(f"LTE expects a window of {self.window} maps, got {L}")
-        x = self.down(self.reduce(local_maps.flatten(0, 1)))  # (B*L, C, S, S)
-        x = x.view(B, L, *x.shape[1:])  # (B, L, C, S, S)
+        x = local_maps if encoded else self.encode_frames(local_maps.flatten(0, 1))  # (B*L, C, S, S)
+        x = x.reshape(B, L, *x.shape[-3:])  # (B, L, C, S, S)
         h_p = x.new_zeros(x[:, 0].shape)
         for t in range(0, self.tau + 1):  # past: 0 .. tau
             h_p = self.past(x[:, t], h_p)

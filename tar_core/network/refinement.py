@@ -16,7 +16,7 @@ from torch import nn
 
 from tar_core.body_model import BodyModel
 from tar_core.geometry import camera as cam
-from tar_core.geometry.rotations import rot6d_to_matrix
+from tar_core.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from tar_core.network.config import TARConfig
 from tar_core.network.global_encoder import NUM_STATES
 
@@ -24,6 +24,7 @@ __all__ = [
     "CorrelationHead",
     "Estimate",
     "GroupedGRUCell",
+    "Start",
     "ParameterRegressor",
     "RecurrentRefinement",
     "Geometry",
@@ -69,6 +70,32 @@ class Estimate:
     joints: torch.Tensor  # (B, 24, 3) camera frame (translation included)
     joints_2d: torch.Tensor  # (B, 24, 2) full-image pixels
     markers: torch.Tensor  # (B, K, 3) camera frame
+
+
+@dataclass
+class Start:
+    """Where the RRM starts instead of the regressor's estimate (``rrm_init="keypoints"``): the keypoints engine's
+    fit of the same frames. Batch B; rows with ``valid`` False (no fit) keep the regressor's estimate."""
+
+    pose6d: torch.Tensor  # (B, 24, 6)
+    betas: torch.Tensor  # (B, 10)
+    cam: torch.Tensor  # (B, 3) crop camera (s, tx, ty)
+    valid: torch.Tensor  # (B,) bool
+
+    @classmethod
+    def from_fit(cls, rotmat: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, valid: torch.Tensor,
+                 geom: Geometry) -> Start:
+        """A body fitted in the full-image camera (rotmat (B, 24, 3, 3), betas (B, 10), transl (B, 3)) as a
+        start for crops of ``geom``: the translation becomes the crop camera that reproduces it."""
+        cam_crop = cam.full_to_crop_camera(transl, geom.center, geom.size, geom.focal, geom.principal)
+        return cls(matrix_to_rot6d(rotmat), betas, cam_crop, valid.bool())
+
+    def select(self, pose6d: torch.Tensor, betas: torch.Tensor, cam_crop: torch.Tensor):
+        """The start where valid, the given (regressor) values elsewhere."""
+        v = self.valid.to(pose6d.device)
+        return (torch.where(v[:, None, None], self.pose6d.to(pose6d), pose6d),
+                torch.where(v[:, None], self.betas.to(betas), betas),
+                torch.where(v[:, None], self.cam.to(cam_crop), cam_crop))
 
 
 class GroupedGRUCell(nn.Module):

@@ -20,10 +20,11 @@ from tar_core.network.refinement import (
     Geometry,
     ParameterRegressor,
     RecurrentRefinement,
+    Start,
     pose_body,
 )
 
-__all__ = ["TAR", "Geometry", "Estimate"]
+__all__ = ["TAR", "Geometry", "Estimate", "Start"]
 
 MEAN_CAM = (0.9, 0.0, 0.0)  # ReFit/CLIFF's mean crop camera (s, tx, ty)
 
@@ -58,12 +59,21 @@ class TAR(nn.Module):
         """images (N, 3, 256, 256) -> global (N, Dg), local (N, Dl, 64, 64): once per frame."""
         return self.backbone(images)
 
+    def encode_local(self, local_maps: torch.Tensor) -> torch.Tensor:
+        """A frame's local map as the windows read it: with the LTE, its per-frame part (N, C, S, S), computed once
+        per frame in capture; without it, the map itself (N, Dl, 64, 64)."""
+        return self.lte.encode_frames(local_maps) if self.lte is not None else local_maps
+
     # -- per window -----------------------------------------------------------------------------
-    def forward_features(self, global_seq: torch.Tensor, local_seq: torch.Tensor, geom: Geometry) -> list[Estimate]:
+    def forward_features(self, global_seq: torch.Tensor, local_seq: torch.Tensor, geom: Geometry,
+                         start: Start | None = None, local_encoded: bool = False) -> list[Estimate]:
         """Estimates for the middle frame of each window.
 
         global_seq (B, T, Dg): the T frames' global vectors; local_seq (B, L, Dl, 64, 64): the L
-        local maps centred on the middle frame; geom: the middle frame's crop geometry (B).
+        local maps centred on the middle frame; geom: the middle frame's crop geometry (B); start: with
+        ``rrm_init="keypoints"``, the keypoints engine's fit of the middle frame, where the RRM starts (ignored
+        otherwise: the paper's models start from the regressor); local_encoded: local_seq holds ``encode_local``'s
+        output instead of the maps.
         Returns [initial estimate, after iteration 1, ..., after iteration n] (1 + iterations,
         or just the initial one without the RRM).
         """
@@ -75,11 +85,14 @@ class TAR(nn.Module):
         else:  # only-LTE: no temporal global feature; the regressor starts from zero states
             states = global_seq.new_zeros(B, NUM_STATES, cfg.hidden_dim)
         d_pose, d_betas, d_cam = self.regressor(states, bbox_info)
-        init = pose_body(self.body, geom, self.mean_pose6d + d_pose, d_betas, self.mean_cam + d_cam)
+        params = (self.mean_pose6d + d_pose, d_betas, self.mean_cam + d_cam)
+        if start is not None and cfg.rrm_init == "keypoints":
+            params = start.select(*params)
+        init = pose_body(self.body, geom, *params)
         if not cfg.use_rrm:
             return [init]
         if self.lte is not None:
-            local = self.lte(local_seq)  # (B, C, 64, 64) temporal local features
+            local = self.lte(local_seq, encoded=local_encoded)  # (B, C, 64, 64) temporal local features
         else:  # only-GTE: the static local features of the middle frame
             local = local_seq[:, local_seq.shape[1] // 2]
         corr = self.corr(local)  # (B, K, 64, 64)
@@ -88,12 +101,13 @@ class TAR(nn.Module):
                            lambda p, b, c: pose_body(self.body, geom, p, b, c))
         return [init, *refined]
 
-    def forward(self, images, geom: Geometry) -> list[Estimate]:
+    def forward(self, images, geom: Geometry, start: Start | None = None) -> list[Estimate]:
         """images (B, T, 3, 256, 256) clips, or a frozen trunk's cached features as a pair (global_seq (B, T, Dg),
-        local_seq (B, L, Dl, 64, 64)); geom for each clip's middle frame. One entry point, so DDP wraps both."""
+        local_seq (B, L, Dl, 64, 64)); geom (and start) for each clip's middle frame. One entry point, so DDP wraps
+        both."""
         if isinstance(images, tuple | list):
             global_seq, local_seq = images
-            return self.forward_features(global_seq, local_seq, geom)
+            return self.forward_features(global_seq, local_seq, geom, start)
         B, T = images.shape[:2]
         if T != self.cfg.seq_len:
             raise ValueError(f"expected clips of {self.cfg.seq_len} frames, got {T}")
@@ -101,7 +115,7 @@ class TAR(nn.Module):
         g = g.view(B, T, -1)  # (B, T, Dg)
         m = m.view(B, T, *m.shape[1:])  # (B, T, Dl, 64, 64)
         mid, tau = T // 2, self.cfg.tau
-        return self.forward_features(g, m[:, mid - tau: mid + tau + 1], geom)
+        return self.forward_features(g, m[:, mid - tau: mid + tau + 1], geom, start)
 
     def learned_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights a checkpoint stores (everything except the body model's arrays)."""

@@ -13,7 +13,8 @@ Keys of a clip file (F frames):
 - ``joints_cam`` (F, 24, 3) f32 metres, ``joints_2d`` (F, 24, 2) f32 full-image pixels;
 - ``motion`` (str) and ``seed`` (int) of the clip's ``ClipSpec``;
 - optional (files from before they existed lack them): ``tilt`` () f32 camera roll in radians, ``backdrop`` (str)
-  and ``occluders`` () i32, the number of occluders drawn.
+  and ``occluders`` () i32, the number of occluders drawn; ``planted_feet`` () bool, whether the bodies travel
+  by their standing foot (absent in files made before the option: they do not).
 
 Each clip varies the motion (``MOTION_CYCLE``), body, clothing, lighting, a textured backdrop, the camera's
 focal length (0.6-1.8 x ``default_focal``), roll (+-0.17 rad), height, distance and azimuth, and half the
@@ -103,7 +104,7 @@ def _render_clip(spec, body, video: Path | None = None, threads: int = 0, fast_d
     }
 
 
-def _clip_spec(i: int, frames: int, size: int, seed: int, samples: int):
+def _clip_spec(i: int, frames: int, size: int, seed: int, samples: int, planted_feet: bool = False):
     """Clip ``i``'s ``ClipSpec``: its variety is drawn from its own seed, so it never depends on other clips."""
     from tar_core.geometry.camera import default_focal
     from tar_core.synthetic.groundtruth import ClipSpec
@@ -115,7 +116,7 @@ def _clip_spec(i: int, frames: int, size: int, seed: int, samples: int):
     occluders = 0 if rng.random() < 0.5 else int(rng.integers(1, 3))
     return ClipSpec(motion=MOTION_CYCLE[i % len(MOTION_CYCLE)], frames=frames, width=size, height=size,
                     seed=clip_seed, samples=samples, focal=focal, tilt=tilt, backdrop="textured",
-                    occluders=occluders)  # fmt: skip
+                    occluders=occluders, planted_feet=planted_feet)  # fmt: skip
 
 
 def make_dataset(
@@ -129,6 +130,7 @@ def make_dataset(
     videos: bool = False,
     threads: int = 0,
     fast_denoise: bool = True,
+    planted_feet: bool = False,
 ) -> list[Path]:
     """Render ``clips`` clips of ``frames`` frames (``size`` x ``size`` renders) into ``out_dir``.
 
@@ -137,7 +139,9 @@ def make_dataset(
     occluders (probability 0.5) or 1-2, over a textured backdrop. A clip whose file already exists and loads is
     skipped. Files are written atomically. ``videos``: also keep each clip's full frames as ``clip_<i>.mp4``
     (for ``evaluate --engine keypoints``). ``threads`` > 0: Cycles threads (0: one per core); ``fast_denoise``
-    (default): OIDN's fast mode, a third of the CPU time per frame. Returns the paths of all ``clips`` clips.
+    (default): OIDN's fast mode, a third of the CPU time per frame. ``planted_feet``: bodies travel by their
+    standing foot (``ClipSpec.planted_feet``; the clip file says so in ``planted_feet``). Returns the paths of
+    all ``clips`` clips.
     """
     if clips < 0 or frames < 1 or size < 1:
         raise ValueError(f"need clips >= 0, frames >= 1 and size >= 1, got {clips}, {frames}, {size}")
@@ -153,8 +157,8 @@ def make_dataset(
                 from tar_core.body_model import load_body_model
 
                 body = load_body_model()
-            spec = _clip_spec(i, frames, size, seed, samples)
-            arrays = _render_clip(spec, body, video, threads, fast_denoise)
+            spec = _clip_spec(i, frames, size, seed, samples, planted_feet)
+            arrays = {**_render_clip(spec, body, video, threads, fast_denoise), "planted_feet": np.array(planted_feet)}
             with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
         paths.append(path)

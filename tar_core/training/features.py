@@ -28,15 +28,76 @@ from tar_core.training.augment import augment_item
 from tar_core.training.dataset import ClipDataset, cached_npz
 from tar_core.util.atomic import atomic_path
 
-__all__ = ["LABEL_KEYS", "CachedWindows", "cache_features", "cache_file"]
+__all__ = ["LABEL_KEYS", "START_KEYS", "CachedWindows", "cache_features", "cache_file", "cache_starts", "start_file"]
 
 LABEL_KEYS = ("joints_2d", "joints_2d_conf", "joints_3d", "has_3d", "rotmat", "betas", "has_smpl", "center",
               "size", "focal", "principal")  # fmt: skip
 _FORMAT = "tar-feature-cache"
+START_KEYS = ("start_rotmat", "start_betas", "start_transl", "start_valid")
+CLIP_FPS = 30.0  # make-dataset renders every clip at 30 frames/s
 
 
 def cache_file(out_dir: str | Path, clip: Path, draw: int) -> Path:
     return Path(out_dir) / f"{clip.stem}_d{draw}.npz"
+
+
+def start_file(cache_path: Path) -> Path:
+    """Where the keypoints fit of a cache file's frames is kept (a subfolder: not a cache file itself)."""
+    return cache_path.parent / "keypoints" / cache_path.name
+
+
+def _uint8_crops(items: list[dict]) -> np.ndarray:
+    """The items' (augmented) crops back as (F, S, S, 3) uint8 RGB, as MediaPipe takes them."""
+    from tar_core.geometry.cropping import IMAGENET_MEAN, IMAGENET_STD
+
+    x = torch.cat([it["images"] for it in items])  # (F, 3, S, S) normalised
+    x = x * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _check_same_draw(cached: Path, items: list[dict]) -> None:
+    """The draw made again must be the one whose features are cached (same boxes), or the fits would not match."""
+    if not cached.is_file():
+        raise DatasetError(f"{cached}: cache the features first (cache_features)")
+    with np.load(cached, allow_pickle=False) as z:
+        centers = z["center"]
+    again = np.stack([it["center"].numpy() for it in items])
+    if centers.shape != again.shape or not np.allclose(centers, again, atol=1e-3):
+        raise DatasetError(f"{cached}: its augmentation draw cannot be made again (other seed or code); rebuild it")
+
+
+def cache_starts(dirs: Sequence[str | Path], out_dir: str | Path, fit: Callable, draws: int = 1, seed: int = 0,
+                 progress: Callable[[int, int], None] | None = None, stop=None) -> list[Path]:
+    """The keypoints engine's fit of every cached clip and draw (for ``rrm_init="keypoints"``), beside the cache.
+
+    ``fit(crops (F, S, S, 3) uint8, centers (F, 2), sizes (F,), K (3, 3), times (F,))`` returns (rotmat (F, 24, 3,
+    3), betas (F, 10), transl (F, 3), valid (F,)) in the frames' full-image camera; it comes from the capture layer
+    (``capture.engines.keypoints.starts``), which training may not import. The draws are made again exactly as
+    ``cache_features`` made them, so the fit sees the augmented crops the features were taken from."""
+    frames = ClipDataset(dirs, seq_len=1)
+    jobs = [(c, k) for c in range(len(frames.paths)) for k in range(draws)]
+    paths = []
+    for n, (c, k) in enumerate(jobs, start=1):
+        if stop is not None:
+            stop.check()
+        path = start_file(cache_file(out_dir, frames.paths[c], k))
+        if not path.is_file():
+            items = _frames(frames, c, k, seed)
+            _check_same_draw(cache_file(out_dir, frames.paths[c], k), items)
+            first = items[0]
+            K = np.array([[float(first["focal"]), 0, float(first["principal"][0])],
+                          [0, float(first["focal"]), float(first["principal"][1])], [0, 0, 1]])
+            rotmat, betas, transl, valid = fit(_uint8_crops(items), np.stack([it["center"].numpy() for it in items]),
+                                               np.array([float(it["size"]) for it in items]), K,
+                                               np.arange(len(items)) / CLIP_FPS)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, start_rotmat=rotmat.astype(np.float32), start_betas=betas.astype(np.float32),
+                         start_transl=transl.astype(np.float32), start_valid=valid.astype(np.float32))
+        paths.append(path)
+        if progress:
+            progress(n, len(jobs))
+    return paths
 
 
 def _frames(frames: ClipDataset, c: int, draw: int, seed: int) -> list[dict]:
@@ -100,8 +161,10 @@ class CachedWindows(Dataset):
 
     cache_bytes = 1 << 30
 
-    def __init__(self, cache_dir: str | Path, seq_len: int, lte_window: int, backbone: str | None = None):
+    def __init__(self, cache_dir: str | Path, seq_len: int, lte_window: int, backbone: str | None = None,
+                 starts: bool = False):
         self.paths = sorted(Path(cache_dir).glob("*_d*.npz"))
+        self.starts_on = starts  # items also carry the middle frame's keypoints fit (``cache_starts``)
         if not self.paths:
             raise DatasetError(f"no cached features (*_d<k>.npz) in {str(cache_dir)!r}")
         self.seq_len, self.lte_window = int(seq_len), int(lte_window)
@@ -112,6 +175,9 @@ class CachedWindows(Dataset):
                 if meta.get("format") != _FORMAT or (backbone and meta.get("backbone") != backbone):
                     raise DatasetError(f"{p}: not a {backbone or ''} feature cache file ({meta})")
                 self.lengths.append(int(z["size"].shape[0]))
+        missing = [p.name for p in self.paths if starts and not start_file(p).is_file()]
+        if missing:
+            raise DatasetError(f"{cache_dir}: no keypoints fit for {len(missing)} cache files ({missing[0]}, ...)")
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
         self._cache: OrderedDict[int, dict] = OrderedDict()
 
@@ -134,4 +200,7 @@ class CachedWindows(Dataset):
         item = {"global_seq": torch.from_numpy(data["global_vec"][window]),
                 "local_seq": torch.from_numpy(data["local_map"][local].astype(np.float32))}
         item.update({key: torch.from_numpy(np.asarray(data[key][f])) for key in LABEL_KEYS})
+        if self.starts_on:
+            with np.load(start_file(self.paths[c]), allow_pickle=False) as z:
+                item.update({key: torch.from_numpy(np.asarray(z[key][f])) for key in START_KEYS})
         return item

@@ -43,6 +43,7 @@ class TrainOptions:
     augment: bool = True
     feature_cache: str | None = None  # a frozen trunk's features are cached here (synthetic sources only)
     draws: int = 4  # augmentation draws cached per clip (draw 0 is the clip as rendered)
+    init_weights: str | None = None  # start from this checkpoint's weights (fine-tuning; same architecture)
 
 
 class Augmented(torch.utils.data.Dataset):
@@ -64,9 +65,10 @@ class Augmented(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict]):
-    """Stack dataset items into (inputs, Geometry, Targets); inputs are images (B, T, 3, S, S), or for cached
-    features the pair (global_seq (B, T, Dg), local_seq (B, L, Dl, 64, 64))."""
-    from tar_core.network.refinement import Geometry
+    """Stack dataset items into (inputs, Geometry, Targets, Start or None); inputs are images (B, T, 3, S, S), or
+    for cached features the pair (global_seq (B, T, Dg), local_seq (B, L, Dl, 64, 64)); the Start when the items
+    carry the keypoints fit of their middle frame (``CachedWindows(starts=True)``)."""
+    from tar_core.network.refinement import Geometry, Start
     from tar_core.training.losses import Targets
 
     def st(k):
@@ -76,13 +78,18 @@ def collate(items: list[dict]):
     targets = Targets(joints_2d=st("joints_2d"), joints_2d_conf=st("joints_2d_conf"), joints_3d=st("joints_3d"),
                       has_3d=st("has_3d"), rotmat=st("rotmat"), betas=st("betas"), has_smpl=st("has_smpl"))
     inputs = (st("global_seq"), st("local_seq")) if "global_seq" in items[0] else st("images")
-    return inputs, geom, targets
+    start = None
+    if "start_rotmat" in items[0]:
+        start = Start.from_fit(st("start_rotmat"), st("start_betas"), st("start_transl"), st("start_valid") > 0, geom)
+    return inputs, geom, targets, start
 
 
 def _to(geom, targets, device):
     from dataclasses import fields
 
     for obj in (geom, targets):
+        if obj is None:
+            continue
         for f in fields(obj):
             setattr(obj, f.name, getattr(obj, f.name).to(device))
     return geom, targets
@@ -92,14 +99,16 @@ def train_step(model, optimizer, batch, cfg, clip_grad: float = 4.0, scaler=None
     """One optimisation step on a collated batch; returns the float losses."""
     from tar_core.training.losses import tar_loss
 
-    images, geom, targets = batch
+    images, geom, targets, start = batch
     device = next(model.parameters()).device
     images = tuple(x.to(device) for x in images) if isinstance(images, tuple) else images.to(device)
     geom, targets = _to(geom, targets, device)
+    if start is not None:
+        start = _to(start, None, device)[0]
     model.train()
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, enabled=scaler is not None):
-        estimates = model(images, geom)
+        estimates = model(images, geom, start)
     losses = tar_loss(estimates, targets, geom, cfg)  # the loss in float32
     if scaler is not None:
         scaler.scale(losses["loss"]).backward()
@@ -152,16 +161,21 @@ def _resume(last: Path, model, optimizer) -> int:
     return int(payload["provenance"]["steps"])
 
 
-def _dataset(opts: TrainOptions, sources, cfg, model, log):
+def _dataset(opts: TrainOptions, sources, cfg, model, log, start_fit=None):
     """The sources as one dataset; with a feature cache the frozen trunk's features of every synthetic clip are
-    computed once (resumable), augmentation baked into ``opts.draws`` draws."""
+    computed once (resumable), augmentation baked into ``opts.draws`` draws; for ``rrm_init="keypoints"`` the
+    keypoints fit of every cached clip too (``start_fit``)."""
+    from tar_core.errors import UsageError
     from tar_core.training.sources import build_dataset
 
+    starts = cfg.rrm_init == "keypoints"
+    if starts and (opts.feature_cache is None or start_fit is None):
+        raise UsageError(f"{cfg.name} starts its refinement from the keypoints engine's fit: train it with "
+                         "--feature-cache (the fit of every cached clip is kept beside the features)")
     if opts.feature_cache is None:
         data, lengths = build_dataset(sources, cfg.seq_len)
         return (Augmented(data) if opts.augment else data), lengths
-    from tar_core.errors import UsageError
-    from tar_core.training.features import CachedWindows, cache_features
+    from tar_core.training.features import CachedWindows, cache_features, cache_starts
 
     if not model.backbone.frozen:
         raise UsageError(f"--feature-cache needs a frozen trunk; {cfg.name} trains its {cfg.backbone} backbone")
@@ -173,7 +187,10 @@ def _dataset(opts: TrainOptions, sources, cfg, model, log):
         files = cache_features([s.clips], out, model.backbone, draws=opts.draws if opts.augment else 1,
                                seed=opts.seed)
         log(f"feature cache of {s.clips}: {len(files)} files in {out}")
-        parts.append(CachedWindows(out, cfg.seq_len, cfg.lte_window, backbone=cfg.backbone))
+        if starts:
+            fits = cache_starts([s.clips], out, start_fit, draws=opts.draws if opts.augment else 1, seed=opts.seed)
+            log(f"keypoints fits of {s.clips}: {len(fits)} files in {out / 'keypoints'}")
+        parts.append(CachedWindows(out, cfg.seq_len, cfg.lte_window, backbone=cfg.backbone, starts=starts))
     return torch.utils.data.ConcatDataset(parts), [len(p) for p in parts]
 
 
@@ -188,6 +205,15 @@ def _loader(opts: TrainOptions, data, lengths, sources, rank: int, step: int):
                                        collate_fn=collate, drop_last=True)
 
 
+def _init_weights_provenance(path: str | None) -> dict | None:
+    if not path:
+        return None
+    from tar_core.network.checkpoints import file_sha256, read_checkpoint
+
+    steps = read_checkpoint(path)["provenance"].get("steps")
+    return {"path": str(path), "sha256": file_sha256(path), "steps": steps}
+
+
 def _provenance(opts: TrainOptions, sources, cfg, world: int) -> dict:
     from tar_core.training.sources import source_weights
 
@@ -196,7 +222,8 @@ def _provenance(opts: TrainOptions, sources, cfg, world: int) -> dict:
             "data": kinds.pop() if len(kinds) == 1 else "mixed", "variant": cfg.name,
             "weights": [round(float(w), 6) for w in source_weights(sources)],
             "batch": opts.batch * world, "lr": opts.lr, "augment": opts.augment, "seed": opts.seed,
-            "processes": world, "feature_cache_draws": opts.draws if opts.feature_cache else None}  # fmt: skip
+            "processes": world, "feature_cache_draws": opts.draws if opts.feature_cache else None,
+            "init_weights": _init_weights_provenance(opts.init_weights)}  # fmt: skip
 
 
 LOG_COLUMNS = ["step", "loss", "final_2d", "final_3d", "final_rot", "final_betas", "grad_norm", "time_s"]
@@ -246,8 +273,23 @@ class TrainLog:
                 handle.close()
 
 
-def train(opts: TrainOptions, log=print) -> Path:
-    """Train and return the path of the final inference checkpoint (``RUN/model.pt``)."""
+def _initial_weights(model, path: str) -> None:
+    """Fine-tuning: the learned weights of checkpoint ``path`` (same architecture; the config may differ in
+    fields that hold no weights, such as where the RRM starts)."""
+    from tar_core.errors import CheckpointError
+    from tar_core.network.checkpoints import read_checkpoint
+
+    state = read_checkpoint(path)["state_dict"]
+    own = model.learned_state_dict()
+    wrong = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
+    if wrong or set(state) - set(own):
+        raise CheckpointError(f"{path}: its weights do not fit {model.cfg.name} ({(wrong or sorted(set(state)))[0]})")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+
+
+def train(opts: TrainOptions, log=print, start_fit=None) -> Path:
+    """Train and return the path of the final inference checkpoint (``RUN/model.pt``). ``start_fit``: the
+    keypoints fit of a crop sequence (``cache_starts``), for variants whose RRM starts from it."""
     import torch.distributed as dist
 
     from tar_core.body_model import load_body_model
@@ -261,6 +303,8 @@ def train(opts: TrainOptions, log=print) -> Path:
     torch.manual_seed(opts.seed)
     cfg = get_variant(opts.variant)
     model = TAR(cfg, load_body_model()).to(device)
+    if opts.init_weights and not (opts.resume and (Path(opts.out) / "last.pt").is_file()):
+        _initial_weights(model, opts.init_weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,11 +316,11 @@ def train(opts: TrainOptions, log=print) -> Path:
     net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     sources = parse_sources(opts.data)
     if rank == 0 or opts.feature_cache is None:
-        data, lengths = _dataset(opts, sources, cfg, model, log)
+        data, lengths = _dataset(opts, sources, cfg, model, log, start_fit)
     if world > 1 and opts.feature_cache is not None:  # rank 0 fills the cache, the others then read it
         dist.barrier()
         if rank != 0:
-            data, lengths = _dataset(opts, sources, cfg, model, log)
+            data, lengths = _dataset(opts, sources, cfg, model, log, start_fit)
     batches = iter(_loader(opts, data, lengths, sources, rank, step))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     provenance = _provenance(opts, sources, cfg, world)

@@ -48,6 +48,8 @@ def test_tar_engine_writes_a_motion_file_per_person(tiny_checkpoint, tmp_path):
     np.testing.assert_array_equal(m.frame_ids, np.arange(gt.num_frames))
     np.testing.assert_allclose(m.frame_times, gt.frame_times, atol=2e-3)
     np.testing.assert_allclose(m.joints_2d, camera.project(m.joints_cam, m.camera_intrinsics), atol=1e-2)
+    # Low-passed at 4 Hz, the network's own per-frame output kept beside it.
+    assert m.poses_raw is not None and m.poses_raw.shape == m.poses.shape and not np.allclose(m.poses_raw, m.poses)
     W, H = m.image_size
     assert (W, H) == (384, 288)
     np.testing.assert_allclose(m.camera_intrinsics[0, 0], np.hypot(W, H), rtol=1e-6)

@@ -50,11 +50,13 @@ def test_tar_blazepose_checkpoint_holds_the_heads_only(tmp_path):
 
 def test_blazepose_variants_are_the_paper_and_its_ablations():
     names = [n for n in VARIANTS if n.startswith("tar-blazepose")]
-    assert names == ["tar-blazepose", "tar-blazepose-no-rrm", "tar-blazepose-gte-only", "tar-blazepose-lte-only"]
+    assert names == ["tar-blazepose", "tar-blazepose-no-rrm", "tar-blazepose-gte-only", "tar-blazepose-lte-only",
+                     "tar-blazepose-kp-init"]
     cfgs = [get_variant(n) for n in names]
     assert all(c.backbone == "blazepose" for c in cfgs)
     assert (cfgs[0].use_gte, cfgs[0].use_lte, cfgs[0].use_rrm) == (True, True, True)
     assert not cfgs[1].use_rrm and not cfgs[2].use_lte and not cfgs[3].use_gte
+    assert cfgs[4].rrm_init == "keypoints" and all(c.rrm_init == "regressor" for c in cfgs[:4])
 
 
 def test_info_counts_the_frozen_trunk_apart(cli):

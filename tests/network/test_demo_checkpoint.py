@@ -43,7 +43,9 @@ def test_demo_checkpoint_is_small_heads_only_float16_and_synthetic():
     assert not any(k.startswith("backbone.") for k in payload["state_dict"])  # the trunk is read from mediapipe
     assert payload["weights_dtype"] == "float16"
     ck = load_checkpoint(DEMO_CHECKPOINT)
-    assert ck.config.name == "tar-blazepose" and ck.body_model == "mannequin"
+    # The ablation that won (docs/training.md): the RRM refines the keypoints engine's fit.
+    assert ck.config.name == "tar-blazepose-kp-init" and ck.config.rrm_init == "keypoints"
+    assert ck.body_model == "mannequin"
     assert all(t.dtype == torch.float32 for t in ck.model.learned_state_dict().values() if t.is_floating_point())
     prov = ck.provenance
     assert prov["data"] == "synthetic" and prov["steps"] > 0 and prov["trained_on"]
@@ -106,6 +108,9 @@ def test_trained_beats_untrained_on_a_held_out_clip(tmp_path):
     assert trained["mpjpe"] < 0.5 * base["mpjpe"], (trained, base)
     assert trained["pa_mpjpe"] < 0.8 * base["pa_mpjpe"], (trained, base)
     assert trained["pve"] < 0.5 * base["pve"], (trained, base)
+    # And the refinement improves on where it starts, the keypoints engine's fit of the same crops.
+    start = trained["keypoints_start"]
+    assert trained["mpjpe"] < start["mpjpe"] and trained["pve"] < start["pve"], (trained, start)
 
 
 @pytest.mark.slow

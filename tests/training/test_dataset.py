@@ -25,7 +25,8 @@ SHAPES = {
     "joints_cam": ((FRAMES, 24, 3), np.float32),
     "joints_2d": ((FRAMES, 24, 2), np.float32),
 }
-EXTRA = {"tilt": ((), np.float32), "occluders": ((), np.int32)}  # optional keys; "backdrop" is a string
+# Optional keys ("backdrop", a string, too).
+EXTRA = {"tilt": ((), np.float32), "occluders": ((), np.int32), "planted_feet": ((), np.bool_)}
 
 
 def _make(out, progress=None):
@@ -189,7 +190,8 @@ def test_clips_vary_camera_backdrop_and_occluders(dataset_dir):
 def test_clip_files_without_the_optional_keys_still_load(dataset_dir, tmp_path):
     """Files written before the tilt / backdrop / occluders keys existed are complete and readable."""
     old = _load(clip_path(dataset_dir, 0))
-    for key in ("tilt", "backdrop", "occluders"):
+    assert not bool(old["planted_feet"])  # the default, as before the option existed
+    for key in ("tilt", "backdrop", "occluders", "planted_feet"):
         del old[key]
     path = clip_path(tmp_path, 0)
     np.savez_compressed(path, **old)
@@ -198,3 +200,22 @@ def test_clip_files_without_the_optional_keys_still_load(dataset_dir, tmp_path):
     assert path.stat().st_mtime_ns == before  # complete: not re-made
     ds = ClipDataset(tmp_path, seq_len=3)
     assert len(ds) == FRAMES and ds[0]["images"].shape == (3, 3, 256, 256)
+
+
+def test_planted_feet_datasets_walk_on_their_standing_foot():
+    """``make-dataset --planted-feet``: a clip's spec asks for it, and the walk's standing foot then stays put."""
+    import torch
+
+    from tar_core.body_model import load_body_model
+    from tar_core.synthetic.dataset import _clip_spec
+    from tar_core.synthetic.groundtruth import make_ground_truth
+
+    body = load_body_model()
+    spec = _clip_spec(0, 40, 256, 3, 1, planted_feet=True)
+    assert spec.motion == "walk" and spec.planted_feet and not _clip_spec(0, 40, 256, 3, 1).planted_feet
+    gt = make_ground_truth(spec, body)
+    p = torch.from_numpy(gt.poses_cam)
+    out = body(p[:, :3], p[:, 3:], torch.from_numpy(np.tile(gt.betas, (len(p), 1))), torch.from_numpy(gt.trans_cam))
+    heels = out.extra_joints.double().numpy()[:, [7, 10]]  # (F, 2, 3) heels, camera frame
+    still = np.linalg.norm(np.diff(heels, axis=0), axis=-1).min(1)  # the stiller heel of each step
+    assert np.median(still) < 0.002

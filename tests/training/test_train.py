@@ -36,7 +36,7 @@ def fixed_batch(B: int = 2):
                       joints_3d=joints, has_3d=torch.ones(B),
                       rotmat=axis_angle_to_matrix(0.3 * torch.randn(B, 24, 3, generator=g)),
                       betas=torch.randn(B, 10, generator=g), has_smpl=torch.ones(B))
-    return images, geom, targets
+    return images, geom, targets, None  # no keypoints start
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch():

@@ -29,7 +29,8 @@ def build_engine(name: str, *, body, checkpoint: str | None = None, device: str 
     if name == "tar":
         from tar_core.capture.engines.tar import TarCaptureEngine
 
-        return TarCaptureEngine.load(checkpoint, body=body, device=device, batch_windows=batch_windows)
+        return TarCaptureEngine.load(checkpoint, body=body, device=device, batch_windows=batch_windows,
+                                     smooth_hz=smooth_hz)
     if name == "keypoints":
         from tar_core.capture.engines.keypoints import FitConfig, KeypointsEngine
 
