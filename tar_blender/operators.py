@@ -194,7 +194,8 @@ class CaptureJob(_EngineJob):
         self.playhead = scene.frame_current
         self.name = clip_name(self.clip)
         self.settings = _engine_settings(context, self.clip)
-        self.engine = self.settings["engine"]
+        engine = self.settings["engine"]  # "auto" runs TAR when a checkpoint is set (the engine's own rule)
+        self.engine = "tar" if engine == "tar" or (engine == "auto" and self.settings["checkpoint"]) else "keypoints"
         self.key = cache_key(self.clip, self.settings)
         base, why = motion_base_dir(context)
         self.out_dir = capture_folder(base, self.name, self.key)

@@ -244,7 +244,13 @@ def check_python(path: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 # The engine's stages in order, with the share of the whole run each one takes (about).
-_STAGES = {"tracking": (0.0, 0.5), "fitting": (0.5, 1.0), "tar": (0.5, 1.0)}
+# Each engine's stages, in the order they run, and the share of the bar each fills. The tar engine fits the
+# keypoints first when its checkpoint refines that fit (its "fitting" and "feet" stages; other checkpoints skip
+# them); "feet" is the keypoints engine's last solve of the planted feet.
+_STAGES = {
+    "keypoints": {"tracking": (0.0, 0.5), "fitting": (0.5, 0.9), "feet": (0.9, 1.0)},
+    "tar": {"tracking": (0.0, 0.5), "fitting": (0.5, 0.6), "feet": (0.6, 0.62), "tar": (0.62, 1.0)},
+}
 _NEXT = {"tracking": "fitting"}
 
 
@@ -257,7 +263,7 @@ def stage_progress(stage: str | None, done: float, total: float | None, engine: 
     """
     if stage is None:
         return 0.0, "Starting engine…"
-    lo, hi = _STAGES.get(stage, (0.0, 1.0))
+    lo, hi = _STAGES.get(engine, _STAGES["keypoints"]).get(stage, (0.0, 1.0))
     frac = min(1.0, max(0.0, float(done) / float(total))) if total else 0.0
     if stage in _NEXT and frac >= 1.0:
         nxt = "tar" if engine == "tar" else _NEXT[stage]

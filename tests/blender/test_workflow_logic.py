@@ -127,7 +127,18 @@ def test_stage_progress_never_sits_at_full_between_stages():
     frac, label = stage_progress("tracking", 72, 72)
     assert frac == pytest.approx(0.5) and label.startswith("fitting")
     assert stage_progress("tracking", 72, 72, engine="tar")[1].startswith("tar")
-    assert stage_progress("fitting", 72, 72)[0] == 1.0
+    assert stage_progress("feet", 9, 9)[0] == 1.0
+
+
+@pytest.mark.parametrize("engine, stages", [("keypoints", ["tracking", "fitting", "feet"]),
+                                             ("tar", ["tracking", "fitting", "feet", "tar"]),
+                                             ("tar", ["tracking", "tar"])])
+def test_the_bar_only_moves_forward_through_an_engines_stages(engine, stages):
+    """Every stage an engine reports fills its own part of the bar, in the order they run (the tar engine with
+    a refining checkpoint fits the keypoints and their feet first)."""
+    fracs = [stage_progress(s, done, 10, engine=engine)[0] for s in stages for done in range(1, 11)]
+    assert all(b >= a for a, b in zip(fracs, fracs[1:], strict=False)), fracs
+    assert fracs[-1] == 1.0
 
 
 def test_engine_missing():
