@@ -43,6 +43,7 @@ def test_an_untrained_refiner_keeps_the_keypoints_fit(sample_clip, keypoints_mot
     m = _capture(sample_clip, tmp_path / "tar", engine="tar", checkpoint=str(path), device="cpu")
     kp = keypoints_motion
     assert m.engine == "tar" and np.array_equal(m.frame_ids, kp.frame_ids)
+    assert m.provenance_dict["rrm_init"] == rrm_init and m.provenance_dict["smooth_hz"] == 4.0
     rot = np.degrees(np.abs(m.poses - kp.poses)).mean()
     move = np.linalg.norm(m.trans - kp.trans, axis=1).mean()
     if rrm_init == "keypoints":

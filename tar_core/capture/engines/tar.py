@@ -6,7 +6,13 @@ moment its last frame is done.
 
 ``TarEngine`` keeps per-frame backbone features in a ring buffer, windows of T frames.
 
-The backbone runs once per frame and person; its features wait in a ring buffer of T entries.
+With a checkpoint whose RRM starts from the keypoints fit (``rrm_init="keypoints"``), every track is first
+fitted as the keypoints engine fits it (``keypoints.starts``); the motion file then keeps that fit's contacts
+and ground plane. Every track's motion is low-passed at ``SMOOTH_HZ`` of real time (``--smooth-hz``), the raw
+estimates kept beside it.
+
+The backbone (and the LTE's per-frame part) runs once per frame and person, crops of ``ENCODE_BATCH`` frames
+at a time; the features wait in a ring buffer of T entries.
 When frame t + T//2 arrives, frame t's window (frames t - T//2 .. t + T//2, clip edges padded by
 repeating the first / last frame) is complete and queued; queued windows run through the temporal
 part in batches. The RRM's last estimate is the frame's result.
@@ -165,7 +171,6 @@ class TarEngine:
         betas, trans = est.betas.cpu().numpy(), est.transl.cpu().numpy()
         return [FrameResult(w.track_id, w.row, aa[i], betas[i], trans[i]) for i, w in enumerate(batch)]
 
-
     def _start(self, batch: list[_Window], geom: Geometry) -> Start | None:
         """The windows' keypoints fits as one Start (None when no window has one)."""
         if all(w.start is None for w in batch):
@@ -224,7 +229,8 @@ class TarCaptureEngine:
                 "notes": self.notes}
 
     def provenance(self) -> dict:
-        return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256}
+        return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256, "smooth_hz": self.smooth_hz,
+                "rrm_init": self.ck.config.rrm_init}
 
     def _starts(self, job) -> dict[int, FittedRows] | None:
         """With ``rrm_init="keypoints"``: every track fitted by the keypoints engine first, in the same camera."""
