@@ -20,6 +20,7 @@ import torch
 from tar_core.errors import UsageError
 from tar_core.evaluation.metrics import accel_error, mpjpe, pa_mpjpe, pve
 from tar_core.geometry.rotations import matrix_to_axis_angle
+from tar_core.synthetic.groundtruth import CLIP_FPS
 
 __all__ = ["H36M_TO_LSP14", "MANNEQUIN_LSP14", "evaluate", "evaluate_keypoints", "summarize"]
 
@@ -27,7 +28,6 @@ __all__ = ["H36M_TO_LSP14", "MANNEQUIN_LSP14", "evaluate", "evaluate_keypoints",
 # l_elbow, l_wrist, neck, head (top).
 MANNEQUIN_LSP14 = [8, 5, 2, 1, 4, 7, 21, 19, 17, 16, 18, 20, 12, 15]  # indices into the 24 SMPL joints
 H36M_TO_LSP14 = [3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10]  # indices into H36M's 17 joints
-CLIP_FPS = 30.0  # make-dataset renders every clip at 30 frames/s
 
 
 def summarize(sequences: list[dict]) -> dict:

@@ -36,6 +36,7 @@ __all__ = [
     "crop",
     "crop_batch",
     "crop_bbox_info",
+    "denormalize",
     "normalize",
     "square_box",
 ]
@@ -129,6 +130,14 @@ def normalize(crops) -> torch.Tensor:
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
     return ((x - mean) / std).contiguous()
+
+
+def denormalize(images: torch.Tensor) -> np.ndarray:
+    """``normalize``'s inverse: (B, 3, S, S) ImageNet-normalised -> (B, S, S, 3) uint8 RGB (clipped to 0..255)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    x = (images * std + mean).clamp(0, 1) * 255
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def crop_batch(image: np.ndarray, boxes: Sequence[CropBox], out_size: int = CROP_SIZE) -> torch.Tensor:

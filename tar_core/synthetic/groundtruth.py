@@ -27,6 +27,8 @@ TEXTURES = ("noise", "voronoi", "wave", "brick", "magic", "checker")  # Cycles p
 MAX_OCCLUSION = 0.6  # occluders never cover more than this share of the body's projected area in any frame
 
 
+CLIP_FPS = 30.0  # the frame rate of every clip unless its spec says otherwise (make-dataset never does)
+
 @dataclass(frozen=True)
 class ClipSpec:
     """What to render. Shape, clothing, camera height/distance vary with ``seed``."""
@@ -35,7 +37,7 @@ class ClipSpec:
     frames: int = 90
     width: int = 480
     height: int = 360
-    fps: float = 30.0
+    fps: float = CLIP_FPS
     seed: int = 0
     samples: int = 16  # Cycles samples per pixel (denoised)
     focal: float | None = None  # pixels; None = sqrt(W^2 + H^2) like the engines assume

@@ -24,6 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 from tar_core.errors import DatasetError
+from tar_core.geometry.cropping import denormalize
+from tar_core.synthetic.groundtruth import CLIP_FPS
 from tar_core.training.augment import augment_item
 from tar_core.training.dataset import ClipDataset, cached_npz
 from tar_core.util.atomic import atomic_path
@@ -34,7 +36,6 @@ LABEL_KEYS = ("joints_2d", "joints_2d_conf", "joints_3d", "has_3d", "rotmat", "b
               "size", "focal", "principal")  # fmt: skip
 _FORMAT = "tar-feature-cache"
 START_KEYS = ("start_rotmat", "start_betas", "start_transl", "start_valid")
-CLIP_FPS = 30.0  # make-dataset renders every clip at 30 frames/s
 
 
 def cache_file(out_dir: str | Path, clip: Path, draw: int) -> Path:
@@ -44,15 +45,6 @@ def cache_file(out_dir: str | Path, clip: Path, draw: int) -> Path:
 def start_file(cache_path: Path) -> Path:
     """Where the keypoints fit of a cache file's frames is kept (a subfolder: not a cache file itself)."""
     return cache_path.parent / "keypoints" / cache_path.name
-
-
-def _uint8_crops(items: list[dict]) -> np.ndarray:
-    """The items' (augmented) crops back as (F, S, S, 3) uint8 RGB, as MediaPipe takes them."""
-    from tar_core.geometry.cropping import IMAGENET_MEAN, IMAGENET_STD
-
-    x = torch.cat([it["images"] for it in items])  # (F, 3, S, S) normalised
-    x = x * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _check_same_draw(cached: Path, items: list[dict]) -> None:
@@ -87,7 +79,8 @@ def cache_starts(dirs: Sequence[str | Path], out_dir: str | Path, fit: Callable,
             first = items[0]
             K = np.array([[float(first["focal"]), 0, float(first["principal"][0])],
                           [0, float(first["focal"]), float(first["principal"][1])], [0, 0, 1]])
-            rotmat, betas, transl, valid = fit(_uint8_crops(items), np.stack([it["center"].numpy() for it in items]),
+            crops = denormalize(torch.cat([it["images"] for it in items]))  # as MediaPipe takes them
+            rotmat, betas, transl, valid = fit(crops, np.stack([it["center"].numpy() for it in items]),
                                                np.array([float(it["size"]) for it in items]), K,
                                                np.arange(len(items)) / CLIP_FPS)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +157,6 @@ class CachedWindows(Dataset):
     def __init__(self, cache_dir: str | Path, seq_len: int, lte_window: int, backbone: str | None = None,
                  starts: bool = False):
         self.paths = sorted(Path(cache_dir).glob("*_d*.npz"))
-        self.starts_on = starts  # items also carry the middle frame's keypoints fit (``cache_starts``)
         if not self.paths:
             raise DatasetError(f"no cached features (*_d<k>.npz) in {str(cache_dir)!r}")
         self.seq_len, self.lte_window = int(seq_len), int(lte_window)
@@ -175,14 +167,23 @@ class CachedWindows(Dataset):
                 if meta.get("format") != _FORMAT or (backbone and meta.get("backbone") != backbone):
                     raise DatasetError(f"{p}: not a {backbone or ''} feature cache file ({meta})")
                 self.lengths.append(int(z["size"].shape[0]))
-        missing = [p.name for p in self.paths if starts and not start_file(p).is_file()]
-        if missing:
-            raise DatasetError(f"{cache_dir}: no keypoints fit for {len(missing)} cache files ({missing[0]}, ...)")
+        # starts: items also carry the middle frame's keypoints fit (``cache_starts``); a few KB a clip, read once
+        self.fits = self._fits(cache_dir) if starts else None
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
         self._cache: OrderedDict[int, dict] = OrderedDict()
 
     def __len__(self) -> int:
         return int(self.starts[-1])
+
+    def _fits(self, cache_dir) -> list[dict[str, np.ndarray]]:
+        missing = [p.name for p in self.paths if not start_file(p).is_file()]
+        if missing:
+            raise DatasetError(f"{cache_dir}: no keypoints fit for {len(missing)} cache files ({missing[0]}, ...)")
+        fits = []
+        for p in self.paths:
+            with np.load(start_file(p), allow_pickle=False) as z:
+                fits.append({key: z[key] for key in START_KEYS})
+        return fits
 
     def _file(self, c: int) -> dict:
         keys = ("global_vec", "local_map", *LABEL_KEYS)
@@ -200,7 +201,6 @@ class CachedWindows(Dataset):
         item = {"global_seq": torch.from_numpy(data["global_vec"][window]),
                 "local_seq": torch.from_numpy(data["local_map"][local].astype(np.float32))}
         item.update({key: torch.from_numpy(np.asarray(data[key][f])) for key in LABEL_KEYS})
-        if self.starts_on:
-            with np.load(start_file(self.paths[c]), allow_pickle=False) as z:
-                item.update({key: torch.from_numpy(np.asarray(z[key][f])) for key in START_KEYS})
+        if self.fits is not None:
+            item.update({key: torch.from_numpy(np.asarray(self.fits[c][key][f])) for key in START_KEYS})
         return item

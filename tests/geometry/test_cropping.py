@@ -14,6 +14,7 @@ from tar_core.geometry.cropping import (
     crop,
     crop_batch,
     crop_bbox_info,
+    denormalize,
     normalize,
     square_box,
 )
@@ -186,3 +187,13 @@ def test_bbox_info_of_a_crop_box():
         [650 / 1000 * 2.8, 20 / 1000 * 2.8, (600 - 240) / 60],
         rtol=1e-12,
     )
+
+
+def test_denormalize_gives_back_the_crops():
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
+    back = denormalize(normalize(crops))
+    assert back.dtype == np.uint8 and back.shape == crops.shape
+    np.testing.assert_array_equal(back, crops)
+    # Values a normalised image cannot come back from (augmented colour) are clipped, not wrapped.
+    assert denormalize(torch.full((1, 3, 2, 2), 10.0)).min() == 255
