@@ -1,6 +1,7 @@
 """The keypoints engine: MediaPipe BlazePose landmarks turned into body-model motion, per track.
 
 No checkpoint is needed, so real footage works out of the box. The steps, each in its own module:
+0. ``flips``: rows MediaPipe read the wrong way round (facing away for facing the camera) turned back;
 1. ``focal``: the focal length from the landmarks' 2D/3D consistency when the user gave none;
 2. ``shape``: one body shape per person from the limb lengths of MediaPipe's metric world landmarks;
 3. ``ik``: per frame, joint rotations solved analytically from the world landmarks (elbows and knees
@@ -21,6 +22,7 @@ import torch
 
 from tar_core.capture.engines.keypoints import contacts as ct
 from tar_core.capture.engines.keypoints.filters import lowpass, lowpass_rotations, nearest_rotation
+from tar_core.capture.engines.keypoints.flips import unflip
 from tar_core.capture.engines.keypoints.focal import FocalEstimate, estimate_focal
 from tar_core.capture.engines.keypoints.ik import rest_body, solve_ik, translation_from_2d
 from tar_core.capture.engines.keypoints.landmarks import MP_IDS, MP_TO_BODY, track_arrays
@@ -51,6 +53,7 @@ class FitConfig:
     # walk render's slide 1.99 -> 0.96 cm/frame (2D 3.43 -> 3.58 px), the arms render's 0.44 -> 0.16.
     pin_mode: str = "ground"
     max_gap_s: float = 0.5
+    unflip: bool = True  # undo MediaPipe's front/back flips of a few frames (``flips``)
     threads: int = 1  # torch threads during the fit (small batched ops: one thread is fastest)
 
 
@@ -180,6 +183,7 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None) -> Tr
     n = len(a)
     rows = np.flatnonzero(a.observed)
     t0 = time.perf_counter()
+    a, flipped = unflip(a) if cfg.unflip else (a, 0)
     a = _smoothed_world(a, cfg.cutoff_hz)
     betas, R, t = _start(body, a, rows, K)
     R, t, infos = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, _reporter(progress, "fitting", len(rows)))
@@ -190,7 +194,7 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None) -> Tr
     info = {"solver_iterations": [i["iterations"] for i in infos],
             "solver_evaluations": [i["evaluations"] for i in infos],
             "solver_row_evaluations": [i["row_evaluations"] for i in infos], "ground_method": contacts.method,
-            "seconds": time.perf_counter() - t0}
+            "flipped_rows": flipped, "seconds": time.perf_counter() - t0}
     return TrackFit(poses=_to_poses(R_f), trans=t_f, poses_raw=_to_poses(R_raw), trans_raw=t_raw, betas=betas,
                     contacts=contacts.prob, ground=contacts.ground, confidence=conf, info=info)
 

@@ -1,0 +1,80 @@
+"""Front/back flips of MediaPipe's landmarks, undone by keeping the track consistent over time.
+
+One picture of a person cannot tell facing the camera from facing away: the same image points fit a body
+turned round with left and right exchanged and depth reversed. MediaPipe decides from appearance and, when
+the body is half hidden or blurred, sometimes decides wrongly for a few frames: every left landmark then
+carries the right one's label (in the image and in the world landmarks) and the world landmarks' depth is
+mirrored. Fitted as seen, the body spins round by ~180 degrees and back within a frame or two.
+
+A person cannot turn that fast, so per observed row we choose between the landmarks as given and their
+flipped reading (labels exchanged, world depth negated about the hips) by dynamic programming (Viterbi):
+the path's cost is how far the world landmarks jump between consecutive rows, plus a small price per second
+spent on flipped readings, so that MediaPipe is believed wherever its landmarks move continuously. A real
+turn moves them continuously and is left alone; a flip is a jump and is undone (a flip at the start of a
+track as well: the rows after it outvote it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+__all__ = ["FLIP_PAIRS", "choose_readings", "flip_landmarks", "unflip"]
+
+# Left/right BlazePose landmark pairs (eyes inner/centre/outer, ears, mouth, and the body's points).
+FLIP_PAIRS = ((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20),
+              (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32))
+_SWAP = np.arange(33)
+for _a, _b in FLIP_PAIRS:
+    _SWAP[_a], _SWAP[_b] = _b, _a
+# The points compared between rows: shoulders, elbows, wrists, hips, knees, ankles.
+_BODY = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
+# Price of a flipped reading, metres of mean landmark jump per second of flipped rows: a flip's two jumps
+# (~0.2-0.4 m each) outweigh flipped stretches of up to ~2-4 s; a smooth track never pays it.
+PRICE_PER_S = 0.15
+
+
+def flip_landmarks(xy: np.ndarray, vis: np.ndarray, world: np.ndarray):
+    """The other reading of rows of landmarks: (..., 33, 2), (..., 33), (..., 33, 3) with left and right
+    exchanged and the world landmarks' depth (z, hip-centred) negated."""
+    world = world[..., _SWAP, :].copy()
+    world[..., 2] *= -1.0
+    return xy[..., _SWAP, :].copy(), vis[..., _SWAP].copy(), world
+
+
+def choose_readings(world: np.ndarray, times: np.ndarray, price_per_s: float = PRICE_PER_S) -> np.ndarray:
+    """(N,) bool: which rows of world landmarks (N, 33, 3), at ``times`` (N,) s, to read flipped, so that the
+    track moves least (Viterbi over two readings per row)."""
+    n = len(world)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    flipped = flip_landmarks(np.zeros(world.shape[:-1] + (2,)), np.zeros(world.shape[:-1]), world)[2]
+    states = np.stack([world[:, _BODY], flipped[:, _BODY]], 1)  # (N, 2, 12, 3)
+    dt = np.diff(times, prepend=times[0])
+    price = price_per_s * np.where(dt > 0, dt, float(np.median(np.diff(times))))  # (N,) per row read flipped
+    cost = np.array([0.0, price[0]])  # (2,) the best path's cost ending in each reading
+    back = np.zeros((n, 2), dtype=np.int8)
+    for i in range(1, n):
+        jump = np.linalg.norm(states[i - 1][:, None] - states[i][None], axis=-1).mean(-1)  # (2, 2): i-1's -> i's
+        total = cost[:, None] + jump
+        back[i] = total.argmin(0)
+        cost = total.min(0) + np.array([0.0, price[i]])
+    path = np.zeros(n, dtype=np.int8)
+    path[-1] = cost.argmin()
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return path.astype(bool)
+
+
+def unflip(a):
+    """``TrackArrays`` with flipped rows read the other way round; returns (arrays, number of rows changed).
+    Rows without an observation (bridged gaps) are skipped and left as they are."""
+    rows = np.flatnonzero(a.observed)
+    flip = np.zeros(len(a), dtype=bool)
+    flip[rows] = choose_readings(a.world[rows], a.times[rows])
+    if not flip.any():
+        return a, 0
+    xy, vis, world = a.xy.copy(), a.vis.copy(), a.world.copy()
+    xy[flip], vis[flip], world[flip] = flip_landmarks(a.xy[flip], a.vis[flip], a.world[flip])
+    return replace(a, xy=xy, vis=vis, world=world), int(flip.sum())
