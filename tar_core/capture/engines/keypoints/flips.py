@@ -35,12 +35,17 @@ _BODY = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
 PRICE_PER_S = 0.15
 
 
+def _flip_world(world: np.ndarray) -> np.ndarray:
+    """World landmarks (..., 33, 3) with left and right exchanged and the depth (z, hip-centred) negated."""
+    out = world[..., _SWAP, :].copy()
+    out[..., 2] *= -1.0
+    return out
+
+
 def flip_landmarks(xy: np.ndarray, vis: np.ndarray, world: np.ndarray):
     """The other reading of rows of landmarks: (..., 33, 2), (..., 33), (..., 33, 3) with left and right
     exchanged and the world landmarks' depth (z, hip-centred) negated."""
-    world = world[..., _SWAP, :].copy()
-    world[..., 2] *= -1.0
-    return xy[..., _SWAP, :].copy(), vis[..., _SWAP].copy(), world
+    return xy[..., _SWAP, :].copy(), vis[..., _SWAP].copy(), _flip_world(world)
 
 
 def choose_readings(world: np.ndarray, times: np.ndarray, price_per_s: float = PRICE_PER_S) -> np.ndarray:
@@ -49,15 +54,15 @@ def choose_readings(world: np.ndarray, times: np.ndarray, price_per_s: float = P
     n = len(world)
     if n < 2:
         return np.zeros(n, dtype=bool)
-    flipped = flip_landmarks(np.zeros(world.shape[:-1] + (2,)), np.zeros(world.shape[:-1]), world)[2]
-    states = np.stack([world[:, _BODY], flipped[:, _BODY]], 1)  # (N, 2, 12, 3)
+    states = np.stack([world[:, _BODY], _flip_world(world)[:, _BODY]], 1)  # (N, 2, 12, 3)
+    # jump[i, a, b]: mean landmark distance from reading a of row i to reading b of row i + 1
+    jump = np.linalg.norm(states[:-1, :, None] - states[1:, None], axis=-1).mean(-1)  # (N-1, 2, 2)
     dt = np.diff(times, prepend=times[0])
     price = price_per_s * np.where(dt > 0, dt, float(np.median(np.diff(times))))  # (N,) per row read flipped
     cost = np.array([0.0, price[0]])  # (2,) the best path's cost ending in each reading
     back = np.zeros((n, 2), dtype=np.int8)
     for i in range(1, n):
-        jump = np.linalg.norm(states[i - 1][:, None] - states[i][None], axis=-1).mean(-1)  # (2, 2): i-1's -> i's
-        total = cost[:, None] + jump
+        total = cost[:, None] + jump[i - 1]
         back[i] = total.argmin(0)
         cost = total.min(0) + np.array([0.0, price[i]])
     path = np.zeros(n, dtype=np.int8)
