@@ -22,7 +22,6 @@ import numpy as np
 
 __all__ = ["lowpass", "lowpass_rotations", "nearest_rotation"]
 
-ORDER = 2  # the filter's order (one biquad)
 _BLOCK = 64  # samples per matrix product of the recursive filter
 
 
@@ -62,13 +61,10 @@ def _filter(x: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
     n = len(x)
     z = np.stack([(b[1] - a[1] + b[2] - a[2]) * x[0], (b[2] - a[2]) * x[0]])  # (2, C)
     y = np.empty_like(x)
-    ops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for s in range(0, n, _BLOCK):
         xb = x[s: s + _BLOCK]  # (L, C)
         L = len(xb)
-        if L not in ops:
-            ops[L] = _block_operators(tuple(b), tuple(a), L)
-        M, S = ops[L]
+        M, S = _block_operators(tuple(b), tuple(a), L)  # cached: a clip has two block lengths per filter
         yb = M @ xb + S @ z  # (L, C)
         y[s: s + L] = yb
         z2_prev = b[2] * xb[-2] - a[2] * yb[-2] if L > 1 else z[1]  # the second state entering the last sample
