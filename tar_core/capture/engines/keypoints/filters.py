@@ -74,11 +74,12 @@ def _filter(x: np.ndarray, b: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 def _filtfilt(x: np.ndarray, b: np.ndarray, a: np.ndarray, pad: int) -> np.ndarray:
     """Zero-phase: forwards then backwards along axis 0 of x (N, C), over an odd extension of ``pad`` samples
-    at each end (the ends mirrored about their own value: no step where the signal meets its mirror)."""
-    ext = np.concatenate([2.0 * x[:1] - x[pad:0:-1], x, 2.0 * x[-1:] - x[-2: -pad - 2: -1]]) if pad else x
+    at each end, 1 <= pad < N (the ends mirrored about their own value: no step where the signal meets its
+    mirror)."""
+    ext = np.concatenate([2.0 * x[:1] - x[pad:0:-1], x, 2.0 * x[-1:] - x[-2: -pad - 2: -1]])
     y = _filter(ext, b, a)
     y = _filter(y[::-1], b, a)[::-1]
-    return y[pad: len(y) - pad] if pad else y
+    return y[pad: len(y) - pad]
 
 
 def _grid(times: np.ndarray) -> np.ndarray | None:

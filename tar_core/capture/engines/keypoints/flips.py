@@ -20,6 +20,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from tar_core.capture.engines.keypoints.landmarks import TrackArrays
+
 __all__ = ["FLIP_PAIRS", "choose_readings", "flip_landmarks", "unflip"]
 
 # Left/right BlazePose landmark pairs (eyes inner/centre/outer, ears, mouth, and the body's points).
@@ -72,7 +74,7 @@ def choose_readings(world: np.ndarray, times: np.ndarray, price_per_s: float = P
     return path.astype(bool)
 
 
-def unflip(a):
+def unflip(a: TrackArrays) -> tuple[TrackArrays, int]:
     """``TrackArrays`` with flipped rows read the other way round; returns (arrays, number of rows changed).
     Rows without an observation (bridged gaps) are skipped and left as they are."""
     rows = np.flatnonzero(a.observed)
