@@ -55,6 +55,7 @@ class CaptureOptions:
     fov: float | None = None  # degrees across the image's longer side
     focal_35mm: float | None = None  # 35 mm-equivalent focal length, mm
     smooth_hz: float | None = None  # low-pass cut-off of the motion, both engines (None: the engine's default)
+    align: bool = True  # tar engine refining the keypoints fit: its estimate aligned to the landmarks
     max_people: int = 0
     boxes: str | None = None
     fps: float | None = None  # for image folders
@@ -196,7 +197,8 @@ def capture(opts: CaptureOptions, progress, stop: StopFlag | None = None) -> dic
         body = load_body_model(opts.body)
         summary["body_model"] = body.describe()
         engine = build_engine(engine_name, body=body, checkpoint=opts.checkpoint, device=opts.device,
-                              boxes=opts.boxes, batch_windows=opts.batch_windows, smooth_hz=opts.smooth_hz)
+                              boxes=opts.boxes, batch_windows=opts.batch_windows, smooth_hz=opts.smooth_hz,
+                              align=opts.align)
         summary.update(engine.summary())
         progress.emit("start", clip=str(opts.clip), engine=engine_name, frames=info.frame_count,
                       width=info.width, height=info.height, fps=info.fps, body_model=body.describe())

@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--smooth-hz", type=float, default=None,
                    help="cut-off of the motion's zero-phase low-pass (both engines), in Hz of real time "
                         f"(default {DEFAULT_SMOOTH_HZ:g}: lower is smoother, higher keeps faster moves)")
+    p.add_argument("--no-align", dest="align", action="store_false",
+                   help="tar engine refining the keypoints fit: keep the network's estimate as it is instead of "
+                        "aligning it to the landmarks (the 2D image fit, smoothing and planted feet)")
     p.add_argument("--max-people", type=int, default=0, help="keep the N largest people (0 = everyone tracked)")
     p.add_argument("--person", default=None,
                    help="only this person: X,Y (a point on the first frame where they are visible) or an id "

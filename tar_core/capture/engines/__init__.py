@@ -24,13 +24,14 @@ def resolve_engine_name(name: str, checkpoint: str | None) -> str:
 
 
 def build_engine(name: str, *, body, checkpoint: str | None = None, device: str = "auto",
-                 boxes: str | None = None, batch_windows: int = 8, smooth_hz: float | None = None):
+                 boxes: str | None = None, batch_windows: int = 8, smooth_hz: float | None = None,
+                 align: bool = True):
     """The engine called ``name``, ready to run (checkpoints loaded, so a bad one fails before tracking)."""
     if name == "tar":
         from tar_core.capture.engines.tar import TarCaptureEngine
 
         return TarCaptureEngine.load(checkpoint, body=body, device=device, batch_windows=batch_windows,
-                                     smooth_hz=smooth_hz)
+                                     smooth_hz=smooth_hz, align=align)
     if name == "keypoints":
         from tar_core.capture.engines.keypoints import FitConfig, KeypointsEngine
 

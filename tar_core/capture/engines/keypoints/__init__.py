@@ -32,7 +32,7 @@ from tar_core.capture.tracks import TrackData
 from tar_core.geometry import camera as cam
 from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["FitConfig", "KeypointsEngine", "TrackFit", "fit_track", "MP_TO_BODY"]
+__all__ = ["FitConfig", "GivenStart", "KeypointsEngine", "TrackFit", "fit_track", "MP_TO_BODY"]
 
 VERSION = "keypoints-2"
 
@@ -178,14 +178,30 @@ def _blended(R, t, rows, R_p, t_p, times, cutoff_hz: float):
     return nearest_rotation(axis_angle_to_matrix(d_rot) @ R), t + d_t
 
 
-def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None) -> TrackFit:
-    """Fit one track's landmarks (``TrackArrays``)."""
+@dataclass
+class GivenStart:
+    """A start for the fit other than the analytic one (e.g. the tar engine's estimate): shape and, for the
+    observed rows of the track arrays, rotations (n, 24, 3, 3) and translations (n, 3). The refinement's
+    prior then keeps the pose near this start where the image does not decide (depth above all)."""
+
+    betas: np.ndarray  # (10,)
+    rotmat: np.ndarray
+    transl: np.ndarray
+
+
+def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None, start: GivenStart | None = None) -> TrackFit:
+    """Fit one track's landmarks (``TrackArrays``), from the analytic start or a ``GivenStart``."""
     n = len(a)
     rows = np.flatnonzero(a.observed)
     t0 = time.perf_counter()
     a, flipped = unflip(a) if cfg.unflip else (a, 0)
     a = _smoothed_world(a, cfg.cutoff_hz)
-    betas, R, t = _start(body, a, rows, K)
+    if start is None:
+        betas, R, t = _start(body, a, rows, K)
+    else:
+        betas, R, t = np.asarray(start.betas, dtype=np.float64), np.asarray(start.rotmat), np.asarray(start.transl)
+        if R.shape != (len(rows), 24, 3, 3) or t.shape != (len(rows), 3):
+            raise ValueError(f"a given start needs one pose per observed row ({len(rows)}), got {R.shape}, {t.shape}")
     R, t, infos = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, _reporter(progress, "fitting", len(rows)))
     R_raw, t_raw = nearest_rotation(_fill(R, rows, n)), _fill(t, rows, n)
     R_s, t_s = lowpass_rotations(R_raw, a.times, cfg.cutoff_hz), lowpass(t_raw, a.times, cfg.cutoff_hz)

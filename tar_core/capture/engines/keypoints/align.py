@@ -1,0 +1,53 @@
+"""A network's per-frame estimate of a tracked person met half way by the keypoints fit (``fused_rotations``) and
+aligned to that person's landmarks (``align_track``): the tar engine's last step when it refines the keypoints fit.
+
+The network sees each frame as a 256-pixel crop and places the limbs in the image less exactly than
+MediaPipe's landmarks do (on the renders: 10 px against the keypoints fit's 4), while it may know the
+depth better. ``align_track`` runs the keypoints engine's own refinement, smoothing and foot pinning
+(``fit_track``) with the network's estimate as the start: the 2D term pulls the limbs onto the landmarks,
+the prior keeps every joint near the network's rotation where the image does not decide.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tar_core.capture.engines.keypoints import FitConfig, GivenStart, TrackFit, fit_track
+from tar_core.capture.engines.keypoints.landmarks import track_arrays
+from tar_core.capture.tracks import TrackData
+from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+__all__ = ["align_track", "fused_rotations"]
+
+
+def fused_rotations(R_net: np.ndarray, R_fit: np.ndarray, valid: np.ndarray, share: float) -> np.ndarray:
+    """Per frame and body joint, the rotation ``share`` of the way (along the shortest arc) from the network's
+    ``R_net`` (N, 24, 3, 3) to the keypoints fit's ``R_fit``: two estimates with errors of their own, met half way
+    at 0.5. The global orientation stays the network's (it corrects the fit's), and so do frames the fit does not
+    cover (``valid`` (N,) False)."""
+    step = matrix_to_axis_angle(np.swapaxes(R_net, -1, -2) @ R_fit)  # (N, 24, 3) from the network's to the fit's
+    step[:, 0] = 0.0
+    step[~np.asarray(valid, dtype=bool)] = 0.0
+    return R_net @ axis_angle_to_matrix(share * step)
+
+
+def align_track(body, track: TrackData, frame_times: dict, K: np.ndarray, rotmat: np.ndarray, transl: np.ndarray,
+                betas: np.ndarray, stop, progress=None, cfg: FitConfig | None = None) -> TrackFit:
+    """``rotmat`` (N, 24, 3, 3), ``transl`` (N, 3): one estimate per row of ``track`` (camera frame of ``K``);
+    ``betas`` (10,) the person's shape. Returns the aligned motion, one row per row of ``track``. Progress:
+    ``progress("aligning", done, total)``."""
+    n = len(track.frame_ids)
+    if rotmat.shape != (n, 24, 3, 3) or transl.shape != (n, 3):
+        raise ValueError(f"one estimate per track row ({n}) needed, got {rotmat.shape} and {transl.shape}")
+    cfg = cfg or FitConfig()
+    a = track_arrays(track, frame_times, cfg.max_gap_s)  # every track row is an observed row, in order
+
+    def report(stage: str, done: int, total: int) -> None:  # one "aligning" stage; the feet's short last solve untold
+        if progress is not None and stage == "fitting":
+            progress("aligning", done, total)
+
+    fit = fit_track(body, a, K, cfg, stop, report, GivenStart(betas, rotmat, transl))
+    keep = np.flatnonzero(a.observed)  # the bridged rows between them are the fit's own
+    return TrackFit(poses=fit.poses[keep], trans=fit.trans[keep], poses_raw=fit.poses_raw[keep],
+                    trans_raw=fit.trans_raw[keep], betas=fit.betas, contacts=fit.contacts[keep], ground=fit.ground,
+                    confidence=fit.confidence[keep], info=fit.info)

@@ -1,0 +1,105 @@
+"""``align_track``: a network's estimate of a tracked person pulled onto the person's landmarks by the keypoints
+engine's refinement (synthetic landmarks made with the body model: exact truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tar_core.body_model import load_body_model
+from tar_core.capture.detection import Landmarks
+from tar_core.capture.engines.keypoints.align import align_track, fused_rotations
+from tar_core.capture.tracks import TrackData
+from tar_core.geometry import camera as cam
+from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from tar_core.util.stop import StopFlag
+from tests.capture.test_keypoints_v2 import H, W, posed, track, upright
+
+N = 20
+K = cam.intrinsics(800.0, (W / 2, H / 2))
+
+
+@pytest.fixture(scope="module")
+def body():
+    return load_body_model()
+
+
+def _truth(n: int = N):
+    poses = upright(n)
+    s = np.sin(np.linspace(0, 2 * np.pi, n))
+    poses[:, 3 * 16 + 2], poses[:, 3 * 17 + 2] = 0.9 + 0.3 * s, -0.9 + 0.3 * s  # arms half raised, swinging
+    poses[:, 3 * 18 + 1], poses[:, 3 * 19 + 1] = -0.8, 0.8  # elbows bent
+    poses[:, 3 * 4], poses[:, 3 * 5] = 0.4 + 0.3 * s, 0.4 - 0.3 * s  # knees
+    trans = np.tile([0.0, 0.2, 3.5], (n, 1))
+    return poses, trans
+
+
+def _track_data(a) -> TrackData:
+    """The TrackData a capture would hold for these landmark arrays."""
+    lms = [Landmarks(image_xy=a.xy[k], visibility=a.vis[k], world=a.world[k]) for k in range(len(a))]
+    return TrackData(0, list(map(int, a.ids)), list(map(float, a.times)), list(a.boxes), [0.9] * len(a), lms)
+
+
+def _times(a) -> dict:
+    return {int(i): float(s) for i, s in zip(a.ids, a.times, strict=True)}
+
+
+def _joints_2d(body, poses, trans) -> np.ndarray:
+    return cam.project(posed(body, poses, trans)[:, :24], K)
+
+
+def test_an_estimate_off_in_the_image_is_pulled_onto_the_landmarks(body):
+    poses, trans = _truth()
+    a = track(body, poses, trans)
+    off = poses.copy()
+    off[:, 3 * 16 + 2] += 0.35  # left shoulder 20 degrees off, in the image plane
+    off[:, 3 * 20 + 1] -= 0.5  # left wrist
+    R = axis_angle_to_matrix(off.reshape(N, 24, 3))
+    t = trans + [0.06, -0.04, 0.0]
+    fit = align_track(body, _track_data(a), _times(a), K, R, t,
+                      np.zeros(10), StopFlag())
+    truth_2d = _joints_2d(body, poses, trans)
+    before = np.linalg.norm(_joints_2d(body, off, t) - truth_2d, axis=-1)
+    after = np.linalg.norm(_joints_2d(body, fit.poses_raw, fit.trans_raw) - truth_2d, axis=-1)
+    assert before.mean() > 10 and after.mean() < 2.0, (before.mean(), after.mean())
+    assert after[:, [18, 20]].mean() < 3.0  # the left elbow and wrist are where the image shows them
+    assert fit.poses.shape == (N, 72) and fit.contacts.shape == (N, 4) and fit.ground.shape == (4,)
+
+
+def test_an_estimate_on_the_landmarks_keeps_its_depth(body):
+    """Where the image does not decide (an elbow bent towards or away from the camera projects alike), the
+    aligned pose keeps the estimate's reading."""
+    poses, trans = _truth()
+    poses[:, 3 * 18 + 1], poses[:, 3 * 18 + 2] = 0.0, 0.0
+    poses[:, 3 * 18] = -0.9  # the left elbow bent towards the camera
+    a = track(body, poses, trans)
+    R = axis_angle_to_matrix(poses.reshape(N, 24, 3))
+    fit = align_track(body, _track_data(a), _times(a), K, R, trans,
+                      np.zeros(10), StopFlag())
+    got = posed(body, fit.poses_raw, fit.trans_raw)[:, :24]
+    want = posed(body, poses, trans)[:, :24]
+    assert np.linalg.norm(got - want, axis=-1)[:, [18, 20]].mean() < 0.02  # metres
+
+
+def test_one_estimate_per_track_row(body):
+    poses, trans = _truth(6)
+    a = track(body, poses, trans)
+    R = axis_angle_to_matrix(torch.zeros(5, 24, 3)).numpy()
+    with pytest.raises(ValueError, match="one estimate per track row"):
+        align_track(body, _track_data(a), {}, K, R, trans[:5], np.zeros(10), StopFlag())
+
+
+def test_fused_rotations_go_part_way_to_the_fit_per_body_joint():
+    rng = np.random.default_rng(0)
+    R_net = axis_angle_to_matrix(rng.normal(0, 0.5, (4, 24, 3)))
+    axis = np.array([0.0, 0.6, 0.8])
+    R_fit = R_net @ axis_angle_to_matrix(np.tile(np.radians(60) * axis, (4, 24, 1)))  # 60 degrees apart
+    valid = np.array([True, True, True, False])
+    half = fused_rotations(R_net, R_fit, valid, 0.5)
+    step = matrix_to_axis_angle(np.swapaxes(R_net, -1, -2) @ half)  # (4, 24, 3)
+    np.testing.assert_allclose(step[:3, 1:], np.tile(np.radians(30) * axis, (3, 23, 1)), atol=1e-9)
+    np.testing.assert_allclose(half[:, 0], R_net[:, 0])  # the global orientation stays the network's
+    np.testing.assert_allclose(half[3], R_net[3])  # a frame the fit does not cover too
+    np.testing.assert_allclose(fused_rotations(R_net, R_fit, valid, 1.0)[:3, 1:], R_fit[:3, 1:], atol=1e-9)
+    np.testing.assert_allclose(fused_rotations(R_net, R_fit, valid, 0.0), R_net)
