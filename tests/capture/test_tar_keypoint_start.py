@@ -6,6 +6,7 @@ the fit and aligned to the landmarks (``keypoints.align``), which from the fit i
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def test_an_untrained_refiner_keeps_the_keypoints_fit(sample_clip, keypoints_mot
         assert np.abs(m.contacts - kp.contacts).mean() < 0.1
         err_2d = np.linalg.norm(m.joints_2d - kp.joints_2d, axis=-1).mean()
         assert err_2d < 3.0, err_2d
+        # the summary keeps the figures of the fit the refiner starts from and of the alignment
+        fit = json.loads((tmp_path / "tar" / "summary.json").read_text())["fit"]["tracks"]["0"]
+        assert fit["start"]["solver_iterations"] and fit["aligned"]["solver_iterations"]
+        assert fit["aligned"]["seconds"] > 0
 
 
 def test_no_align_reaches_the_capture_options():

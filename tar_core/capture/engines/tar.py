@@ -212,6 +212,7 @@ class TarCaptureEngine:
         self.notes, self.batch_windows = notes, batch_windows
         self.smooth_hz = SMOOTH_HZ if smooth_hz is None else smooth_hz
         self.align = align and checkpoint.config.rrm_init == "keypoints"  # needs the start's landmarks
+        self.fits: dict[str, dict] = {}  # per track: the keypoints fit it starts from and its alignment (figures)
 
     @classmethod
     def load(cls, path: str | None, body, device: str = "auto", batch_windows: int = 8,
@@ -235,7 +236,7 @@ class TarCaptureEngine:
         ck = self.ck
         return {"checkpoint": {"path": str(ck.path), "sha256": ck.sha256, "variant": ck.config.name,
                                "provenance": ck.provenance, "builtin_demo": self.builtin_demo},
-                "notes": self.notes}
+                "notes": self.notes, **({"fit": {"tracks": self.fits}} if self.fits else {})}
 
     def provenance(self) -> dict:
         return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256, "smooth_hz": self.smooth_hz,
@@ -283,10 +284,16 @@ class TarCaptureEngine:
                 for tid in ends.get(frame.index, []):
                     for r in engine.end_track(tid):
                         results[r.track_id][r.row] = r
-                    _write_track(job, job.tracks[tid], results.pop(tid), None if starts is None else starts[tid],
-                                 self.smooth_hz, self.align, progress)
+                    self._finish(job, tid, results.pop(tid), starts, progress)
                 progress.frame(n)
             flush()
+
+    def _finish(self, job, tid: int, rows: dict[int, FrameResult], starts, progress: _TarProgress) -> None:
+        """Write a finished track's motion; keep the figures of its keypoints fit and alignment for the summary."""
+        fit = None if starts is None else starts[tid]
+        aligned = _write_track(job, job.tracks[tid], rows, fit, self.smooth_hz, self.align, progress)
+        if fit is not None:
+            self.fits[str(tid)] = {"start": fit.info, "aligned": aligned}
 
 
 class _TarProgress:
@@ -338,9 +345,10 @@ def smooth_motion(poses: np.ndarray, trans: np.ndarray, times: np.ndarray, cutof
 
 
 def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | None, smooth_hz: float,
-                 align: bool, progress: _TarProgress) -> None:
+                 align: bool, progress: _TarProgress) -> dict | None:
     """One track's motion file: smoothed (the raw estimates kept beside); refined from the keypoints fit, it is
-    aligned to the landmarks (``align``) or keeps the fit's contacts and ground plane."""
+    aligned to the landmarks (``align``; returns the alignment's figures) or keeps the fit's contacts and ground
+    plane."""
     ordered = [rows[i] for i in range(len(track.frame_ids))]
     raw_poses = np.stack([r.poses for r in ordered]).astype(np.float64)
     raw_trans = np.stack([r.trans for r in ordered]).astype(np.float64)
@@ -352,12 +360,13 @@ def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | Non
         progress.aligned_track(len(ordered))
         extras = {"poses_raw": m.poses_raw, "trans_raw": m.trans_raw, "contacts": m.contacts, "ground_plane": m.ground}
         job.writer.write(track, m.poses, m.trans, m.betas, scores, extras)
-        return
+        return m.info
     poses, trans = smooth_motion(raw_poses, raw_trans, np.asarray(track.times, dtype=np.float64), smooth_hz)
     extras = {"poses_raw": raw_poses, "trans_raw": raw_trans}
     if fit is not None and fit.ground is not None:
         extras.update(contacts=fit.contacts, ground_plane=fit.ground)
     job.writer.write(track, poses, trans, betas, scores, extras)
+    return None
 
 
 def _aligned(job, track, R: np.ndarray, trans: np.ndarray, betas: np.ndarray, smooth_hz: float, progress):

@@ -9,7 +9,7 @@ Two sources of the same thing, one fitted body per frame in the full-image camer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class FittedRows:
     valid: np.ndarray  # (N,) bool
     contacts: np.ndarray  # (N, 4) heel/toe contact probabilities (0 where no fit)
     ground: np.ndarray | None = None  # (4,) the ground plane, camera frame (None: no fit)
+    info: dict = field(default_factory=dict)  # the fit's own figures (solver iterations, seconds, flipped rows)
 
     @classmethod
     def empty(cls, n: int) -> FittedRows:
@@ -55,7 +56,7 @@ def _fit_rows(body, track: TrackData, all_times: dict, K: np.ndarray, cfg: FitCo
             out.rotmat[k] = axis_angle_to_matrix(fit.poses[r].reshape(24, 3))
             out.transl[k], out.betas[k], out.valid[k] = fit.trans[r], fit.betas, True
             out.contacts[k] = fit.contacts[r]
-    out.ground = np.asarray(fit.ground, dtype=np.float64)
+    out.ground, out.info = np.asarray(fit.ground, dtype=np.float64), fit.info
     return out
 
 
