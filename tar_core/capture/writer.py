@@ -37,9 +37,10 @@ class MotionWriter:
         self.provenance = {**self.provenance, **provenance}
 
     def write(self, track, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray, confidence: np.ndarray,
-              extras: dict | None = None) -> Path:
+              extras: dict | None = None, provenance: dict | None = None) -> Path:
         """``track`` has frame_ids, times, boxes and track_id (a TrackData or the like); ``extras``: the motion
-        file's optional arrays (contacts, ground_plane, poses_raw, trans_raw)."""
+        file's optional arrays (contacts, ground_plane, poses_raw, trans_raw); ``provenance``: entries of this
+        file's provenance that differ from the engine's."""
         joints = self._joints(poses, trans, betas)
         motion = Motion(
             poses=poses, trans=trans, betas=betas, frame_ids=np.asarray(track.frame_ids),
@@ -48,7 +49,8 @@ class MotionWriter:
             bbox_xyxy=np.asarray(track.boxes), joints_cam=joints, joints_2d=cam.project(joints, self.K),
             confidence=np.clip(confidence, 0.0, 1.0), mocap_framerate=self.info.fps, track_id=track.track_id,
             engine=self.engine, body_model=self.body.kind, gender=self.body.data.gender,
-            provenance=json.dumps({**self.provenance, "track_id": track.track_id}, sort_keys=True),
+            provenance=json.dumps({**self.provenance, **(provenance or {}), "track_id": track.track_id},
+                                  sort_keys=True),
             **(extras or {}),
         )  # fmt: skip
         path = self.out_dir / f"person_{track.track_id}.npz"

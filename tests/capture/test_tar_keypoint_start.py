@@ -79,3 +79,29 @@ def test_no_align_reaches_the_capture_options():
     for argv, want in (([], True), (["--no-align"], False)):
         argv = ["capture", "clip.mp4", "-o", "out", *argv]
         assert CaptureOptions(**keywords(build_parser().parse_args(argv), CaptureOptions)).align is want
+
+
+def test_a_cancel_while_aligning_keeps_the_networks_own_motion(sample_clip, tmp_path):
+    """Stopped during the last step, the track's finished network estimate is written (labelled unaligned) and
+    the capture ends cancelled."""
+    from tar_core.errors import Cancelled
+    from tar_core.util.stop import StopFlag
+
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "untrained.pt", TAR(get_variant("tar-blazepose-kp-init"), load_body_model()))
+    stop = StopFlag()
+
+    class CancelWhenAligning(Progress):
+        def progress(self, stage, done, total):
+            if stage == "tar" and total and done > 72:  # past the clip's 72 frames: rows being aligned
+                stop.signum = 2
+            super().progress(stage, done, total)
+
+    out = tmp_path / "tar"
+    opts = CaptureOptions(clip=str(sample_clip), output=str(out), focal=FOCAL, max_people=1, engine="tar",
+                          checkpoint=str(path), device="cpu")
+    with open(os.devnull, "w") as quiet, pytest.raises(Cancelled):
+        capture(opts, CancelWhenAligning(stream=quiet, min_interval=0.0), stop)
+    m = read_motion(out / "person_0.npz")
+    assert m.provenance_dict["aligned_to_landmarks"] is False and m.provenance_dict["rrm_init"] == "keypoints"
+    assert len(m.frame_ids) == 72 and m.contacts is not None

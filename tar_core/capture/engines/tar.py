@@ -34,7 +34,7 @@ from tar_core.capture.engines.keypoints.filters import lowpass, lowpass_rotation
 from tar_core.capture.engines.keypoints.starts import FittedRows, track_starts
 from tar_core.capture.tracking import smooth_boxes
 from tar_core.capture.video import VideoReader
-from tar_core.errors import UsageError
+from tar_core.errors import Cancelled, UsageError
 from tar_core.geometry.cropping import crop_batch, square_box
 from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from tar_core.network.checkpoints import demo_checkpoint, load_checkpoint
@@ -348,7 +348,8 @@ def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | Non
                  align: bool, progress: _TarProgress) -> dict | None:
     """One track's motion file: smoothed (the raw estimates kept beside); refined from the keypoints fit, it is
     aligned to the landmarks (``align``; returns the alignment's figures) or keeps the fit's contacts and ground
-    plane."""
+    plane. Cancelled while aligning, the network's own estimate is written (finished work is kept), then the
+    cancel goes on."""
     ordered = [rows[i] for i in range(len(track.frame_ids))]
     raw_poses = np.stack([r.poses for r in ordered]).astype(np.float64)
     raw_trans = np.stack([r.trans for r in ordered]).astype(np.float64)
@@ -356,17 +357,28 @@ def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | Non
     scores = np.asarray(track.scores)
     if fit is not None and align:
         R = fused_rotations(axis_angle_to_matrix(raw_poses.reshape(-1, 24, 3)), fit.rotmat, fit.valid, FIT_SHARE)
-        m = _aligned(job, track, R, raw_trans, betas, smooth_hz, progress.aligning)
+        try:
+            m = _aligned(job, track, R, raw_trans, betas, smooth_hz, progress.aligning)
+        except Cancelled:
+            _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit, smooth_hz,
+                             {"aligned_to_landmarks": False, "fit_share": None})
+            raise
         progress.aligned_track(len(ordered))
         extras = {"poses_raw": m.poses_raw, "trans_raw": m.trans_raw, "contacts": m.contacts, "ground_plane": m.ground}
         job.writer.write(track, m.poses, m.trans, m.betas, scores, extras)
         return m.info
+    _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit, smooth_hz)
+    return None
+
+
+def _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit: FittedRows | None, smooth_hz: float,
+                     provenance: dict | None = None) -> None:
+    """The network's own estimates, low-passed; refined from the keypoints fit, with the fit's floor and contacts."""
     poses, trans = smooth_motion(raw_poses, raw_trans, np.asarray(track.times, dtype=np.float64), smooth_hz)
     extras = {"poses_raw": raw_poses, "trans_raw": raw_trans}
     if fit is not None and fit.ground is not None:
         extras.update(contacts=fit.contacts, ground_plane=fit.ground)
-    job.writer.write(track, poses, trans, betas, scores, extras)
-    return None
+    job.writer.write(track, poses, trans, betas, scores, extras, provenance)
 
 
 def _aligned(job, track, R: np.ndarray, trans: np.ndarray, betas: np.ndarray, smooth_hz: float, progress):
