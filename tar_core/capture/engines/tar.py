@@ -45,10 +45,11 @@ __all__ = ["FrameResult", "SMOOTH_HZ", "TarCaptureEngine", "TarEngine", "resolve
 SMOOTH_HZ = 4.0  # the motion's low-pass cut-off (capture --smooth-hz), the keypoints engine's default too
 # Crops encoded per trunk call: with 2 threads a batch of 8 costs 12.8 ms a crop against 22.6 one at a time.
 ENCODE_BATCH = 8
-# Refining the keypoints fit, each body joint's rotation goes this share of the way from the network's estimate
-# to the fit's before both are aligned to the landmarks. Measured (dev renders 640x480 / real footage, elbow bend
-# off MediaPipe's): share 0: PA-MPJPE 41.9 mm, elbows 23.3 deg; 0.3: 39.7, 17.3; 0.5: 41.5, 13.4 (2D 3.77 px, the
-# best of the three). The network reads depth better on renders, the fit agrees with real people's landmarks.
+# Refining the keypoints fit, each joint's rotation goes this share of the way from the network's estimate to the
+# fit's before both are aligned to the landmarks. Measured (7 dev renders / real footage, elbow bend off MediaPipe's;
+# the global orientation kept as the network's): share 0: PA-MPJPE 41.9 mm, elbows 23.3 deg; 0.3: 39.7, 17.3; 0.5:
+# 41.5, 13.4 (2D 3.77 px, the best of the three); the global orientation met half way as well: 40.3, 13.1. The
+# network reads depth better on renders, the fit agrees with real people's landmarks.
 FIT_SHARE = 0.5
 
 
