@@ -219,15 +219,16 @@ class RecurrentRefinement(nn.Module):
 
     def forward(self, init: Estimate, states: torch.Tensor, corr: torch.Tensor, geom: Geometry,
                 bbox_info: torch.Tensor, regressor: ParameterRegressor,
-                pose_fn) -> list[Estimate]:
-        """Run the iterations from ``init``; returns the estimate after each (len = iterations)."""
+                pose_fn, iterations: int | None = None) -> list[Estimate]:
+        """Run the iterations from ``init`` (the first ``iterations`` of them when given); returns the estimate
+        after each."""
         B, K = corr.shape[:2]
         mask = None
         if self.training and self.cfg.marker_dropout > 0:
             keep = torch.rand(B, K, 1, device=corr.device) >= self.cfg.marker_dropout
             mask = keep.to(corr.dtype)
         est, h, out = init, states, []
-        for _ in range(self.cfg.iterations):
+        for _ in range(self.cfg.iterations if iterations is None else min(iterations, self.cfg.iterations)):
             h = self.gru(self.feedback_signal(est, corr, geom, bbox_info, mask), h)
             d_pose, d_betas, d_cam = regressor(h, bbox_info)
             est = pose_fn(est.pose6d + d_pose, est.betas + d_betas, est.cam + d_cam)

@@ -66,14 +66,15 @@ class TAR(nn.Module):
 
     # -- per window -----------------------------------------------------------------------------
     def forward_features(self, global_seq: torch.Tensor, local_seq: torch.Tensor, geom: Geometry,
-                         start: Start | None = None, local_encoded: bool = False) -> list[Estimate]:
+                         start: Start | None = None, local_encoded: bool = False,
+                         iterations: int | None = None) -> list[Estimate]:
         """Estimates for the middle frame of each window.
 
         global_seq (B, T, Dg): the T frames' global vectors; local_seq (B, L, Dl, 64, 64): the L
         local maps centred on the middle frame; geom: the middle frame's crop geometry (B); start: with
         ``rrm_init="keypoints"``, the keypoints engine's fit of the middle frame, where the RRM starts (ignored
         otherwise: the paper's models start from the regressor); local_encoded: local_seq holds ``encode_local``'s
-        output instead of the maps.
+        output instead of the maps; iterations: stop the RRM after this many of its iterations (inference).
         Returns [initial estimate, after iteration 1, ..., after iteration n] (1 + iterations,
         or just the initial one without the RRM).
         """
@@ -98,7 +99,7 @@ class TAR(nn.Module):
         corr = self.corr(local)  # (B, K, 64, 64)
         h0 = states if cfg.hidden_init == "gte" else torch.zeros_like(states)
         refined = self.rrm(init, h0, corr, geom, bbox_info, self.regressor,
-                           lambda p, b, c: pose_body(self.body, geom, p, b, c))
+                           lambda p, b, c: pose_body(self.body, geom, p, b, c), iterations)
         return [init, *refined]
 
     def forward(self, images, geom: Geometry, start: Start | None = None) -> list[Estimate]:

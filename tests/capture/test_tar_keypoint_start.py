@@ -48,6 +48,8 @@ def test_an_untrained_refiner_keeps_the_keypoints_fit(sample_clip, keypoints_mot
     assert m.provenance_dict["rrm_init"] == rrm_init and m.provenance_dict["smooth_hz"] == 4.0
     # only a refiner's estimate is aligned to the landmarks: the regressor's start has no fit to meet
     assert m.provenance_dict["aligned_to_landmarks"] == (align and rrm_init == "keypoints")
+    # aligned, the refinement stops early (its later iterations turn what the fit now shares)
+    assert m.provenance_dict["rrm_iterations"] == (2 if align and rrm_init == "keypoints" else 5)
     rot = np.degrees(np.abs(m.poses - kp.poses)).mean()
     move = np.linalg.norm(m.trans - kp.trans, axis=1).mean()
     if rrm_init == "regressor":

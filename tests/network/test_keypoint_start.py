@@ -78,6 +78,26 @@ def test_the_refinement_starts_from_the_fit_where_there_is_one(body):
         torch.testing.assert_close(paper.forward_features(*seq, geom, start)[0].rotmat, plain.rotmat)
 
 
+def test_the_refinement_can_stop_early(body):
+    """``iterations`` ends the RRM after its first few iterations (the aligned capture uses its 2nd estimate): the
+    same estimates as the full run's first ones; asking for more than the model has gives them all."""
+    torch.manual_seed(0)
+    cfg = get_variant("tar-tiny")
+    model = TAR(cfg, body).eval()
+    geom = _geometry(2)
+    seq = (torch.randn(2, cfg.seq_len, model.backbone.global_dim), torch.randn(2, cfg.lte_window,
+                                                                                model.backbone.local_dim, 64, 64))
+    with torch.no_grad():
+        full = model.forward_features(*seq, geom)
+        two = model.forward_features(*seq, geom, iterations=2)
+        more = model.forward_features(*seq, geom, iterations=cfg.iterations + 3)
+    assert len(full) == 1 + cfg.iterations and len(two) == 3 and len(more) == len(full)
+    for a, b in zip(two, full[:3], strict=True):
+        torch.testing.assert_close(a.rotmat, b.rotmat)
+        torch.testing.assert_close(a.transl, b.transl)
+    assert not torch.allclose(two[-1].rotmat, full[-1].rotmat)
+
+
 def test_version_one_checkpoints_load_as_regressor_started(body, tmp_path):
     torch.manual_seed(0)
     model = TAR(get_variant("tar-tiny"), body).eval()
