@@ -9,7 +9,7 @@ moment its last frame is done.
 With a checkpoint whose RRM starts from the keypoints fit (``rrm_init="keypoints"``), every track is first
 fitted as the keypoints engine fits it (``keypoints.starts``), and the network's estimate is at last aligned to
 the track's landmarks by the same engine's refinement, smoothing and foot pinning (``keypoints.align``; off with
-``--no-align``: then the motion keeps the start's contacts and ground plane). Every other track's motion is
+``--no-align``: then the motion keeps the start's contacts and ground plane). Otherwise the network's motion is
 low-passed at ``SMOOTH_HZ`` of real time (``--smooth-hz``). The raw (unsmoothed) solution is kept beside it.
 
 The backbone (and the LTE's per-frame part) runs once per frame and person, crops of ``ENCODE_BATCH`` frames
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,13 +258,9 @@ class TarCaptureEngine:
         """With ``rrm_init="keypoints"``: every track fitted by the keypoints engine first, in the same camera."""
         if self.ck.config.rrm_init != "keypoints":
             return None
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the fit's small batched ops run fastest on one thread
-        try:
+        with _one_thread():
             return {tid: track_starts(job.body, t, job.frame_times, job.K, job.stop, job.progress.progress)
                     for tid, t in sorted(job.tracks.items())}
-        finally:
-            torch.set_num_threads(threads)
 
     def run(self, job) -> None:
         starts = self._starts(job)
@@ -273,7 +270,7 @@ class TarCaptureEngine:
         results: dict[int, dict[int, FrameResult]] = {tid: {} for tid in job.tracks}
         focal, principal = float(job.K[0, 0]), np.array([job.K[0, 2], job.K[1, 2]])
         pending: list[tuple] = []  # crops of the last frames, encoded together (the trunk is faster in batches)
-        rows_to_align = sum(len(t.frame_ids) for t in job.tracks.values()) if starts is not None and self.align else 0
+        rows_to_align = sum(len(t.frame_ids) for t in job.tracks.values()) if self.align else 0
 
         def flush() -> None:
             for r in engine.add(pending):
@@ -393,13 +390,19 @@ def _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit: Fitte
 
 
 def _aligned(job, track, R: np.ndarray, trans: np.ndarray, betas: np.ndarray, smooth_hz: float, progress):
-    """Estimates (R (N, 24, 3, 3), trans (N, 3)) aligned to the track's landmarks, on one thread (the fit's small
-    batched ops run fastest so)."""
+    """Estimates (R (N, 24, 3, 3), trans (N, 3)) aligned to the track's landmarks."""
+    with _one_thread():
+        return align_track(job.body, track, job.frame_times, job.K, R, trans, betas, job.stop, progress,
+                           FitConfig(cutoff_hz=smooth_hz))
+
+
+@contextmanager
+def _one_thread():
+    """torch on one thread for a while: the keypoints fit's small batched ops run fastest so."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return align_track(job.body, track, job.frame_times, job.K, R, trans, betas, job.stop, progress,
-                           FitConfig(cutoff_hz=smooth_hz))
+        yield
     finally:
         torch.set_num_threads(threads)
 
