@@ -3,7 +3,7 @@
 Tracking
     ``Tracker.update`` is called once per processed frame, frame indices strictly increasing (frames may
     be skipped). Detections are associated with the open tracks by IoU, solved globally with the
-    Hungarian method (``scipy.optimize.linear_sum_assignment``) and gated by ``iou_threshold``, tracks
+    Hungarian method (``assignment.max_assignment``) and gated by ``iou_threshold``, tracks
     seen at the previous call first, then tracks waiting out a miss, on what is left; a detection that
     names its ``source`` (the open track whose own search found it: a landmark pass in a crop that follows
     that person) goes to that track before all that when it passes the track's gate. Every
@@ -53,7 +53,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from tar_core.capture.assignment import max_assignment
 
 __all__ = [
     "Detection",
@@ -248,7 +249,7 @@ class Tracker:
                 continue
             scores = self._scores(tier, [plain[c] for c in free], frame_index, time, missed)
             gated = np.where(scores >= self.iou_threshold, scores, 0.0)
-            rows, cols = linear_sum_assignment(gated, maximize=True)
+            rows, cols = max_assignment(gated)
             for r, c in zip(rows, cols, strict=True):
                 if scores[r, c] >= self.iou_threshold:
                     matches[free[c]] = tier[r].track_id
