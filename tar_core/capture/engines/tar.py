@@ -223,6 +223,8 @@ class TarCaptureEngine:
         self.smooth_hz = SMOOTH_HZ if smooth_hz is None else smooth_hz
         self.align = align and checkpoint.config.rrm_init == "keypoints"  # needs the start's landmarks
         self.fits: dict[str, dict] = {}  # per track: the keypoints fit it starts from and its alignment (figures)
+        # aligned, the RRM stops early (ALIGNED_RRM_ITERATIONS); otherwise all of the checkpoint's iterations run
+        self.rrm_iterations = ALIGNED_RRM_ITERATIONS if self.align else checkpoint.config.iterations
 
     @classmethod
     def load(cls, path: str | None, body, device: str = "auto", batch_windows: int = 8,
@@ -252,7 +254,7 @@ class TarCaptureEngine:
         return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256, "smooth_hz": self.smooth_hz,
                 "rrm_init": self.ck.config.rrm_init, "aligned_to_landmarks": self.align,
                 "fit_share": FIT_SHARE if self.align else None,
-                "rrm_iterations": ALIGNED_RRM_ITERATIONS if self.align else self.ck.config.iterations}
+                "rrm_iterations": self.rrm_iterations}
 
     def _starts(self, job) -> dict[int, FittedRows] | None:
         """With ``rrm_init="keypoints"``: every track fitted by the keypoints engine first, in the same camera."""
@@ -265,7 +267,7 @@ class TarCaptureEngine:
     def run(self, job) -> None:
         starts = self._starts(job)
         engine = TarEngine(self.ck.model, self.device, batch_windows=self.batch_windows,
-                           rrm_iterations=ALIGNED_RRM_ITERATIONS if self.align else None)
+                           rrm_iterations=self.rrm_iterations)
         plan, ends, crop_boxes = _crop_plan(job.tracks)
         results: dict[int, dict[int, FrameResult]] = {tid: {} for tid in job.tracks}
         focal, principal = float(job.K[0, 0]), np.array([job.K[0, 2], job.K[1, 2]])
