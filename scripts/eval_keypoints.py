@@ -1,7 +1,7 @@
 """Accuracy of the keypoints engine, beside raw MediaPipe's and another engine's (e.g. the previous one).
 
-Rendered clips with exact ground truth (``--clips``: every CLIP.mp4 with its CLIP.npz; ``--render`` makes
-the default set first): per clip, the mean 2D error of the 12 limb joints (px), PA-MPJPE and MPJPE (mm,
+Rendered clips with exact ground truth (``--clips``: every CLIP.mp4 with its CLIP.npz, a ``render-clip`` motion
+file or a ``make-dataset --videos`` clip; ``--render`` makes the default set first): per clip, the mean 2D error of the 12 limb joints (px), PA-MPJPE and MPJPE (mm,
 root-aligned), ACCEL (mm/frame^2), planted-foot slide (cm/frame, over frames where the true foot is
 planted) and the focal estimate's error; raw MediaPipe's own figures from its image and world landmarks
 on the same frames. Real footage (``--footage``, never copied): elbow/knee bend vs MediaPipe's world
@@ -118,10 +118,26 @@ def mediapipe_metrics(mp: dict, gt) -> dict:
             "slide": slide_cm(gt.joints_cam * np.nan, np.zeros((1, 4), bool)), "focal": float("nan")}
 
 
+def ground_truth(path: Path):
+    """A clip's true motion: a ``render-clip`` motion file, or a ``make-dataset --videos`` clip file."""
+    from tar_core.motion_file import Motion, read_motion
+
+    with np.load(path) as z:
+        if "crops" not in z.files:
+            return read_motion(path)
+        n, c, s = len(z["center"]), z["center"], z["box_size"]
+        fps = 30.0  # make-dataset's clips (synthetic.groundtruth.CLIP_FPS); only frame counts matter here
+        return Motion(poses=z["poses"], trans=z["trans"], betas=z["betas"], frame_ids=np.arange(n),
+                      frame_times=np.arange(n) / fps, image_size=z["image_size"], camera_intrinsics=z["K"],
+                      bbox_xyxy=np.concatenate([c - s[:, None] / 2, c + s[:, None] / 2], 1),
+                      joints_cam=z["joints_cam"], joints_2d=z["joints_2d"], confidence=np.ones(n),
+                      mocap_framerate=fps, track_id=0, engine="ground-truth", body_model="mannequin")
+
+
 def eval_render(clip: Path, engines: dict, cache: Path, reuse: bool) -> dict:
     from tar_core.motion_file import read_motion
 
-    gt = read_motion(clip.with_suffix(".npz"))
+    gt = ground_truth(clip.with_suffix(".npz"))
     rows = {"mediapipe": mediapipe_metrics(mediapipe_landmarks(clip, cache), gt)}
     for name, code in engines.items():
         out = cache / f"{clip.stem}.{name}"

@@ -3,13 +3,16 @@ engine's refinement (synthetic landmarks made with the body model: exact truth).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from tar_core.body_model import load_body_model
 from tar_core.capture.detection import Landmarks
-from tar_core.capture.engines.keypoints.align import align_track, fused_rotations
+from tar_core.capture.engines.keypoints.align import align_track, body_facing, bridged, flip_verdict, fused_rotations
+from tar_core.capture.engines.keypoints.flips import flip_landmarks
 from tar_core.capture.tracks import TrackData
 from tar_core.geometry import camera as cam
 from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -102,3 +105,45 @@ def test_fused_rotations_go_part_way_to_the_fit_per_joint():
     np.testing.assert_allclose(half[3], R_net[3])  # a frame the fit does not cover keeps the network's
     np.testing.assert_allclose(fused_rotations(R_net, R_fit, valid, 1.0)[:3], R_fit[:3], atol=1e-9)
     np.testing.assert_allclose(fused_rotations(R_net, R_fit, valid, 0.0), R_net)
+
+
+
+def test_a_long_misreading_is_decided_by_the_estimates_facing(body):
+    """MediaPipe reads the body facing away from row 10 on; the keypoints fit, outvoted by those rows, takes the
+    first ten rows the wrong way instead. The network's facing overturns that, and its own short flip (rows 20-23)
+    is bridged from its other rows; aligned, the body faces the camera throughout, its limbs on the image."""
+    n, rows = 40, list(range(10, 40))
+    poses, trans = _truth(n)
+    a = track(body, poses, trans, noise_px=1.0, noise_m=0.01, seed=3)
+    a = replace(a, **dict(zip(("xy", "vis", "world"), (x.copy() for x in (a.xy, a.vis, a.world)), strict=True)))
+    a.xy[rows], a.vis[rows], a.world[rows] = flip_landmarks(a.xy[rows], a.vis[rows], a.world[rows])
+    R_net = axis_angle_to_matrix(poses.reshape(n, 24, 3))
+    R_net[20:24, 0] = axis_angle_to_matrix(np.array([0.0, np.pi, 0.0])) @ R_net[20:24, 0]  # the network turned round
+    face = body_facing(R_net)
+    verdict = flip_verdict(_track_data(a), _times(a), face)
+    assert verdict.overturned.all()  # the fit read rows 0-9 flipped, the verdict rows 10-39
+    assert np.flatnonzero(verdict.against).tolist() == [20, 21, 22, 23]
+    R, t = bridged(R_net, trans, ~verdict.against, a.times)
+    assert np.degrees(np.linalg.norm(matrix_to_axis_angle(np.swapaxes(R[:, 0], -1, -2) @ R_net[:, 0]), axis=-1))[
+        [19, 24]].max() < 1e-6  # kept rows unchanged
+    fit = align_track(body, _track_data(a), _times(a), K, R, t, np.zeros(10), StopFlag(), facing=face)
+    err = np.degrees(np.linalg.norm(matrix_to_axis_angle(
+        np.swapaxes(axis_angle_to_matrix(fit.poses_raw[:, :3]), -1, -2) @ R_net[:, 0][[0] * n]), axis=-1))
+    assert err.max() < 15, err  # faces the camera on every row (the truth's root is the same on every row)
+    e2d = np.linalg.norm(_joints_2d(body, fit.poses_raw, fit.trans_raw) - _joints_2d(body, poses, trans), axis=-1)
+    assert e2d.mean() < 3.0, e2d.mean()
+
+
+def test_bridged_rows_are_interpolated_between_the_kept_ones():
+    times = np.arange(6) / 30.0
+    aa = np.zeros((6, 24, 3))
+    aa[:, 0, 1] = np.radians([0, 10, 170, 170, 40, 50])  # rows 2-3 turned round
+    t = np.arange(18, dtype=float).reshape(6, 3)
+    t[2:4] = 99.0
+    keep = np.array([True, True, False, False, True, True])
+    R, tb = bridged(axis_angle_to_matrix(aa), t, keep, times)
+    yaw = np.degrees(matrix_to_axis_angle(R[:, 0])[:, 1])
+    np.testing.assert_allclose(yaw, [0, 10, 20, 30, 40, 50], atol=0.5)  # elementwise, projected back
+    np.testing.assert_allclose(tb, np.arange(18, dtype=float).reshape(6, 3))
+    R_all, _ = bridged(axis_angle_to_matrix(aa), t, np.zeros(6, bool), times)
+    np.testing.assert_allclose(R_all, axis_angle_to_matrix(aa))  # nothing to bridge from: unchanged

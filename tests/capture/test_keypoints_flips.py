@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from tar_core.body_model import load_body_model
 from tar_core.capture.engines import keypoints as kp
-from tar_core.capture.engines.keypoints.flips import choose_readings, flip_landmarks, unflip
+from tar_core.capture.engines.keypoints.flips import choose_readings, facing, flip_landmarks, unflip
 from tar_core.geometry import camera as cam
 from tar_core.util.stop import StopFlag
 from tests.capture.test_keypoints_v2 import H, W, track
@@ -87,3 +87,28 @@ def test_the_fit_of_a_misread_track_keeps_facing_the_right_way(body):
     err_as_seen, info = root_error(kp.FitConfig(pin_feet=False, unflip=False))
     assert info["flipped_rows"] == 0
     assert err_as_seen.min() > 90, err_as_seen  # fitted as seen, the body spins round
+
+
+def facing_of(poses: np.ndarray) -> np.ndarray:
+    """(n, 3) the way bodies with ``poses`` face: their pelvis's forward axis, camera frame."""
+    return Rotation.from_rotvec(poses[:, :3]).as_matrix()[:, :, 2]
+
+
+def test_the_landmarks_facing_is_the_bodys(body):
+    poses = turning(12, 150.0)
+    a = track(body, poses, trans(12), noise_px=1.0, noise_m=0.01, seed=5)
+    cos = (facing(a.world) * facing_of(poses)).sum(-1)
+    assert cos.min() > np.cos(np.radians(20)), cos
+    mirrored = facing_of(poses) * np.array([1.0, 1.0, -1.0])  # the other reading faces as if seen in a mirror
+    assert (facing(misread(a, list(range(12))).world) * mirrored).sum(-1).min() > np.cos(np.radians(20))
+
+
+def test_a_long_flip_is_overturned_by_another_estimates_facing(body):
+    n, rows = 60, list(range(10, 60))  # MediaPipe reads the body the wrong way from row 10 on, continuously
+    poses = turning(n, 60.0)
+    a = misread(track(body, poses, trans(n), noise_px=1.0, noise_m=0.015, seed=6), rows)
+    assert np.flatnonzero(choose_readings(a.world, a.times)).tolist() == list(range(10))  # outvoted: the wrong rows
+    ref = facing_of(poses)
+    assert np.flatnonzero(choose_readings(a.world, a.times, facing_ref=ref)).tolist() == rows
+    ref[30:34] *= -1.0  # the other estimate's own short flip does not break a continuous reading
+    assert np.flatnonzero(choose_readings(a.world, a.times, facing_ref=ref)).tolist() == rows

@@ -72,6 +72,7 @@ def test_an_untrained_refiner_keeps_the_keypoints_fit(sample_clip, keypoints_mot
         fit = json.loads((tmp_path / "tar" / "summary.json").read_text())["fit"]["tracks"]["0"]
         assert fit["start"]["solver_iterations"] and fit["aligned"]["solver_iterations"]
         assert fit["aligned"]["seconds"] > 0
+        assert fit["aligned"]["fit_rows_other_reading"] == 0 and fit["aligned"]["network_rows_turned_round"] == 0
 
 
 def test_no_align_reaches_the_capture_options():

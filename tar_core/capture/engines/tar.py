@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from tar_core.capture.engines.keypoints import FitConfig
-from tar_core.capture.engines.keypoints.align import align_track, fused_rotations
+from tar_core.capture.engines.keypoints.align import align_track, body_facing, bridged, flip_verdict, fused_rotations
 from tar_core.capture.engines.keypoints.filters import lowpass, lowpass_rotations
 from tar_core.capture.engines.keypoints.starts import FittedRows, track_starts
 from tar_core.capture.tracking import smooth_boxes
@@ -366,9 +366,9 @@ def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | Non
     betas = np.median(np.stack([r.betas for r in ordered]), axis=0)  # one shape per person
     scores = np.asarray(track.scores)
     if fit is not None and align:
-        R = fused_rotations(axis_angle_to_matrix(raw_poses.reshape(-1, 24, 3)), fit.rotmat, fit.valid, FIT_SHARE)
+        R, t, facing, verdict = _fused_start(job, track, raw_poses, raw_trans, fit)
         try:
-            m = _aligned(job, track, R, raw_trans, betas, smooth_hz, progress.aligning)
+            m = _aligned(job, track, R, t, betas, smooth_hz, progress.aligning, facing)
         except Cancelled:
             _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit, smooth_hz,
                              {"aligned_to_landmarks": False, "fit_share": None})
@@ -376,9 +376,23 @@ def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | Non
         progress.aligned_track(len(ordered))
         extras = {"poses_raw": m.poses_raw, "trans_raw": m.trans_raw, "contacts": m.contacts, "ground_plane": m.ground}
         job.writer.write(track, m.poses, m.trans, m.betas, scores, extras)
-        return m.info
+        return {**m.info, "fit_rows_other_reading": int(verdict.overturned.sum()),
+                "network_rows_turned_round": int(verdict.against.sum())}
     _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit, smooth_hz)
     return None
+
+
+def _fused_start(job, track, raw_poses: np.ndarray, raw_trans: np.ndarray, fit: FittedRows):
+    """The alignment's start: the network's estimate (poses (N, 72), trans (N, 3)) met ``FIT_SHARE`` of the way by the
+    keypoints fit, after MediaPipe's front/back readings are decided with the network's facing (``flip_verdict``):
+    rows where the network faces against the reading taken (a flip of its own) are bridged from its other rows, and
+    rows where the fit took the other reading keep the network's pose (the fit's is of the other reading). Returns
+    rotations (N, 24, 3, 3), translations (N, 3), the network's facing (N, 3) and the verdict."""
+    R_net = axis_angle_to_matrix(raw_poses.reshape(-1, 24, 3))
+    facing = body_facing(R_net)
+    verdict = flip_verdict(track, job.frame_times, facing)
+    R_net, t = bridged(R_net, raw_trans, ~verdict.against, np.asarray(track.times, dtype=np.float64))
+    return fused_rotations(R_net, fit.rotmat, fit.valid & ~verdict.overturned, FIT_SHARE), t, facing, verdict
 
 
 def _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit: FittedRows | None, smooth_hz: float,
@@ -391,11 +405,13 @@ def _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit: Fitte
     job.writer.write(track, poses, trans, betas, scores, extras, provenance)
 
 
-def _aligned(job, track, R: np.ndarray, trans: np.ndarray, betas: np.ndarray, smooth_hz: float, progress):
-    """Estimates (R (N, 24, 3, 3), trans (N, 3)) aligned to the track's landmarks."""
+def _aligned(job, track, R: np.ndarray, trans: np.ndarray, betas: np.ndarray, smooth_hz: float, progress,
+             facing: np.ndarray | None = None):
+    """Estimates (R (N, 24, 3, 3), trans (N, 3)) aligned to the track's landmarks, MediaPipe's flips decided with
+    the network's ``facing`` (N, 3)."""
     with _one_thread():
         return align_track(job.body, track, job.frame_times, job.K, R, trans, betas, job.stop, progress,
-                           FitConfig(cutoff_hz=smooth_hz))
+                           FitConfig(cutoff_hz=smooth_hz), facing)
 
 
 @contextmanager

@@ -187,6 +187,7 @@ class GivenStart:
     betas: np.ndarray  # (10,)
     rotmat: np.ndarray
     transl: np.ndarray
+    facing: np.ndarray | None = None  # (n, 3) the way the start's body faces: arbitrates MediaPipe's flips (``flips``)
 
 
 def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None, start: GivenStart | None = None) -> TrackFit:
@@ -194,7 +195,7 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None, start
     n = len(a)
     rows = np.flatnonzero(a.observed)
     t0 = time.perf_counter()
-    a, flipped = unflip(a) if cfg.unflip else (a, 0)
+    a, flipped = unflip(a, None if start is None else start.facing) if cfg.unflip else (a, 0)
     a = _smoothed_world(a, cfg.cutoff_hz)
     if start is None:
         betas, R, t = _start(body, a, rows, K)
