@@ -1,11 +1,12 @@
 """Accuracy of the keypoints engine, beside raw MediaPipe's and another engine's (e.g. the previous one).
 
 Rendered clips with exact ground truth (``--clips``: every CLIP.mp4 with its CLIP.npz, a ``render-clip`` motion
-file or a ``make-dataset --videos`` clip; ``--render`` makes the default set first): per clip, the mean 2D error of the 12 limb joints (px), PA-MPJPE and MPJPE (mm,
-root-aligned), ACCEL (mm/frame^2), planted-foot slide (cm/frame, over frames where the true foot is
-planted) and the focal estimate's error; raw MediaPipe's own figures from its image and world landmarks
-on the same frames. Real footage (``--footage``, never copied): elbow/knee bend vs MediaPipe's world
-landmarks and limb joints vs MediaPipe's in the image (% of the person's height), by the shared tools.
+file or a ``make-dataset --videos`` clip; ``--render`` makes the default set first): per clip, the mean 2D error
+of the 12 limb joints (px), PA-MPJPE and MPJPE (mm, root-aligned), ACCEL (mm/frame^2), planted-foot slide
+(cm/frame, over frames where the true foot is planted) and the focal estimate's error; raw MediaPipe's own
+figures from its image and world landmarks on the same frames. Real footage (``--footage``, never copied):
+elbow/knee bend vs MediaPipe's world landmarks and limb joints vs MediaPipe's in the image (% of the person's
+height), by the shared tools.
 
     python scripts/eval_keypoints.py [--clips out/eval_clips] [--render] [--footage ../shared/footage]
         [--baseline-code out/old_code]   # a tar_core tree to run as the "old" engine
