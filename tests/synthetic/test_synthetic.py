@@ -186,10 +186,11 @@ def test_default_variety_fields_keep_the_original_clips(body):
     # The committed sample was rendered by the original code (scripts/make_sample.py).
     sample = read_motion(Path(__file__).resolve().parents[2] / "data" / "sample" / "sample_walk.npz")
     gt = make_ground_truth(Spec(motion="walk", frames=72, width=384, height=288, fps=24, seed=1), body)
-    np.testing.assert_array_equal(gt.joints_cam, sample.joints_cam)
-    np.testing.assert_array_equal(gt.poses_cam, sample.poses)
-    np.testing.assert_array_equal(gt.trans_cam, sample.trans)
-    np.testing.assert_array_equal(gt.K, sample.camera_intrinsics)
+    # to float32 rounding: the body model's matrix products differ in their last bits between CPUs (7e-7 m seen)
+    np.testing.assert_allclose(gt.joints_cam, sample.joints_cam, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(gt.poses_cam, sample.poses, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(gt.trans_cam, sample.trans, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(gt.K, sample.camera_intrinsics, rtol=0, atol=1e-3)
     assert json.loads(json.dumps(gt.look)) == sample.provenance_dict["appearance"]
 
     a = make_ground_truth(Spec(motion="squat", frames=6, seed=9), body)
