@@ -1,6 +1,6 @@
 """Person detection with MediaPipe BlazePose (the pose model bundled in ``mediapipe==0.10.21``).
 
-What it can do: find one person per frame, with no download, at ~40 frames/s on 2 CPU cores, and
+What it can do: find one person per frame, with no download, at ~37 frames/s on one CPU core, and
 give 33 landmarks (image pixels + visibility, and metric "world" coordinates) that the keypoints
 engine fits. What it cannot: several people at once (it follows the most prominent one), people
 whose face and upper body are hidden (its detector starts from the face), very small people. For

@@ -101,3 +101,19 @@ def test_discovery_rests_longer_while_one_person_is_alone_in_view(sample_clip):
     as_others = _discovery_stats(sample_clip, calm_s=0.25, idle_s=0.5, alone_idle_s=0.5)
     assert alone["discovery_passes"] == 1 and alone["discoveries_skipped"] >= 8, alone
     assert as_others["discovery_passes"] >= 4, as_others
+
+
+def test_mediapipes_models_run_on_every_core_the_process_may_use():
+    """Both graphs' inference calculators (inside their subgraphs) get ``inference_threads()`` XNNPACK threads;
+    MediaPipe's default is one (the landmarks stay the same: the test above)."""
+    from google.protobuf import text_format
+    from mediapipe.calculators.tensor import inference_calculator_pb2
+    from mediapipe.framework import calculator_pb2
+
+    detector = text_format.Parse(multipose._DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
+    for graph, models in ((multipose._POSE_GRAPH, 2), (detector, 1)):
+        nodes = [n for n in multipose._threaded(graph).node if n.calculator.startswith("InferenceCalculator")]
+        threads = [n.options.Extensions[inference_calculator_pb2.InferenceCalculatorOptions.ext].delegate.xnnpack
+                   .num_threads for n in nodes]
+        assert threads == [multipose.inference_threads()] * models
+    assert 1 <= multipose.inference_threads() <= 4
