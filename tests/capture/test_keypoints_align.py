@@ -123,7 +123,7 @@ def test_a_long_misreading_is_decided_by_the_estimates_facing(body):
     verdict = flip_verdict(_track_data(a), _times(a), face)
     assert verdict.overturned.all()  # the fit read rows 0-9 flipped, the verdict rows 10-39
     assert np.flatnonzero(verdict.against).tolist() == [20, 21, 22, 23]
-    R, t = bridged(R_net, trans, ~verdict.against, a.times)
+    R, t = bridged(R_net, trans, ~verdict.against)
     assert np.degrees(np.linalg.norm(matrix_to_axis_angle(np.swapaxes(R[:, 0], -1, -2) @ R_net[:, 0]), axis=-1))[
         [19, 24]].max() < 1e-6  # kept rows unchanged
     fit = align_track(body, _track_data(a), _times(a), K, R, t, np.zeros(10), StopFlag(), facing=face)
@@ -135,15 +135,14 @@ def test_a_long_misreading_is_decided_by_the_estimates_facing(body):
 
 
 def test_bridged_rows_are_interpolated_between_the_kept_ones():
-    times = np.arange(6) / 30.0
     aa = np.zeros((6, 24, 3))
     aa[:, 0, 1] = np.radians([0, 10, 170, 170, 40, 50])  # rows 2-3 turned round
     t = np.arange(18, dtype=float).reshape(6, 3)
     t[2:4] = 99.0
     keep = np.array([True, True, False, False, True, True])
-    R, tb = bridged(axis_angle_to_matrix(aa), t, keep, times)
+    R, tb = bridged(axis_angle_to_matrix(aa), t, keep)
     yaw = np.degrees(matrix_to_axis_angle(R[:, 0])[:, 1])
     np.testing.assert_allclose(yaw, [0, 10, 20, 30, 40, 50], atol=0.5)  # elementwise, projected back
     np.testing.assert_allclose(tb, np.arange(18, dtype=float).reshape(6, 3))
-    R_all, _ = bridged(axis_angle_to_matrix(aa), t, np.zeros(6, bool), times)
+    R_all, _ = bridged(axis_angle_to_matrix(aa), t, np.zeros(6, bool))
     np.testing.assert_allclose(R_all, axis_angle_to_matrix(aa))  # nothing to bridge from: unchanged

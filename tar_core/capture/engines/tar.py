@@ -391,7 +391,7 @@ def _fused_start(job, track, raw_poses: np.ndarray, raw_trans: np.ndarray, fit: 
     R_net = axis_angle_to_matrix(raw_poses.reshape(-1, 24, 3))
     facing = body_facing(R_net)
     verdict = flip_verdict(track, job.frame_times, facing)
-    R_net, t = bridged(R_net, raw_trans, ~verdict.against, np.asarray(track.times, dtype=np.float64))
+    R_net, t = bridged(R_net, raw_trans, ~verdict.against)
     return fused_rotations(R_net, fit.rotmat, fit.valid & ~verdict.overturned, FIT_SHARE), t, facing, verdict
 
 

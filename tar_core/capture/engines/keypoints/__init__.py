@@ -32,7 +32,7 @@ from tar_core.capture.tracks import TrackData
 from tar_core.geometry import camera as cam
 from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["FitConfig", "GivenStart", "KeypointsEngine", "TrackFit", "fit_track", "MP_TO_BODY"]
+__all__ = ["FitConfig", "GivenStart", "KeypointsEngine", "TrackFit", "fill_rows", "fit_track", "MP_TO_BODY"]
 
 VERSION = "keypoints-2"
 
@@ -132,7 +132,7 @@ def _smoothed_world(a, cutoff_hz: float):
     return replace(a, world=world)
 
 
-def _fill(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+def fill_rows(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     """Values of the observed ``rows`` spread to all ``n`` rows, bridged rows linearly interpolated."""
     flat = values.reshape(len(rows), -1)
     out = np.stack([np.interp(np.arange(n), rows, c) for c in flat.T], 1)
@@ -204,7 +204,7 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None, start
         if R.shape != (len(rows), 24, 3, 3) or t.shape != (len(rows), 3):
             raise ValueError(f"a given start needs one pose per observed row ({len(rows)}), got {R.shape}, {t.shape}")
     R, t, infos = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, _reporter(progress, "fitting", len(rows)))
-    R_raw, t_raw = nearest_rotation(_fill(R, rows, n)), _fill(t, rows, n)
+    R_raw, t_raw = nearest_rotation(fill_rows(R, rows, n)), fill_rows(t, rows, n)
     R_s, t_s = lowpass_rotations(R_raw, a.times, cfg.cutoff_hz), lowpass(t_raw, a.times, cfg.cutoff_hz)
     contacts, R_f, t_f = _pin(body, a, betas, K, R_s, t_s, cfg, stop, progress)
     conf = np.where(a.observed, a.vis[:, [11, 12, 23, 24]].mean(1), 0.2).clip(0, 1)

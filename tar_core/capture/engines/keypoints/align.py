@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tar_core.capture.engines.keypoints import FitConfig, GivenStart, TrackFit, fit_track
+from tar_core.capture.engines.keypoints import FitConfig, GivenStart, TrackFit, fill_rows, fit_track
 from tar_core.capture.engines.keypoints.filters import nearest_rotation
 from tar_core.capture.engines.keypoints.flips import facing, flip_landmarks, flipped_rows
 from tar_core.capture.engines.keypoints.landmarks import track_arrays
@@ -72,20 +72,14 @@ def flip_verdict(track: TrackData, frame_times: dict, facing_ref: np.ndarray,
     return FlipVerdict(overturned=flipped_rows(a)[rows] != chosen, against=against)
 
 
-def bridged(R: np.ndarray, t: np.ndarray, keep: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bridged(R: np.ndarray, t: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rotations (N, 24, 3, 3) and translations (N, 3) with the rows not in ``keep`` (N,) interpolated between the
-    kept rows around them (held at the ends); unchanged when no row is kept."""
+    kept rows around them (held at the ends; ``fill_rows``); unchanged when no row is kept."""
     keep = np.asarray(keep, dtype=bool)
     if keep.all() or not keep.any():
         return R, t
     k = np.flatnonzero(keep)
-
-    def interp(x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(len(x), -1)
-        out = np.stack([np.interp(times, times[k], c[k]) for c in flat.T], 1)
-        return out.reshape(x.shape)
-
-    return nearest_rotation(interp(R)), interp(t)
+    return nearest_rotation(fill_rows(R[k], k, len(R))), fill_rows(t[k], k, len(t))
 
 
 def align_track(body, track: TrackData, frame_times: dict, K: np.ndarray, rotmat: np.ndarray, transl: np.ndarray,
