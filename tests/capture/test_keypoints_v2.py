@@ -351,3 +351,30 @@ def test_hips_seen_where_mediapipe_puts_them_are_fitted_at_the_joints(body):
     hips = posed(body, fit.poses, fit.trans)[:, [1, 2]]
     err = np.linalg.norm(hips - truth[:, [1, 2]], axis=-1).mean()
     assert err < 0.0135, err  # 17 mm when the fit takes the hip landmarks for the joints
+
+
+def test_both_engines_camera_is_estimated_unless_given(body):
+    """``job_camera`` (the keypoints and the tar engine alike): with no focal from the user the longest track's
+    landmarks give it; a given one is kept."""
+    from tar_core.capture.detection import Landmarks
+    from tar_core.capture.engines.base import EngineJob
+    from tar_core.capture.engines.keypoints import job_camera
+    from tar_core.capture.tracks import TrackData
+
+    n, focal = 30, 1200.0
+    rng = np.random.default_rng(3)
+    poses = upright(n) + np.concatenate([np.zeros((n, 3)), rng.normal(0, 0.25, (n, 69))], 1)
+    poses[:, 1] += np.linspace(0, 2.5, n)
+    a = track(body, poses, np.tile([0.1, 0.2, focal * 1.8 / 380], (n, 1)), focal=focal, noise_px=1.0, noise_m=0.005)
+    lms = [Landmarks(image_xy=a.xy[k], visibility=a.vis[k], world=a.world[k]) for k in range(n)]
+    short = TrackData(1, [0, 1], [0.0, 1 / 30], list(a.boxes[:2]), [0.9] * 2, lms[:2])  # too short to decide
+    tracks = {1: short, 0: TrackData(0, list(range(n)), list(a.times), list(a.boxes), [0.9] * n, lms)}
+    default = cam.intrinsics(float(np.hypot(W, H)), (W / 2, H / 2))
+    job = EngineJob(clip="c.mp4", fps=None, tracks=tracks, frame_times=dict(enumerate(a.times.tolist())), K=default,
+                    body=body, writer=None, progress=None, stop=StopFlag(), focal_source="default")
+    K, est = job_camera(job)
+    assert est.method == "landmarks" and abs(K[0, 0] - focal) / focal < 0.15 and K[1, 1] == K[0, 0]
+    np.testing.assert_allclose(K[:2, 2], [W / 2, H / 2])
+    given = cam.intrinsics(700.0, (W / 2, H / 2))
+    K, est = job_camera(EngineJob(**{**vars(job), "K": given, "focal_source": "given"}))
+    assert est.method == "given" and np.array_equal(K, given)

@@ -46,6 +46,7 @@ def test_an_untrained_refiner_keeps_the_keypoints_fit(sample_clip, keypoints_mot
     kp = keypoints_motion
     assert m.engine == "tar" and np.array_equal(m.frame_ids, kp.frame_ids)
     assert m.provenance_dict["rrm_init"] == rrm_init and m.provenance_dict["smooth_hz"] == 4.0
+    assert m.provenance_dict["focal_method"] == "given" and m.camera_intrinsics[0, 0] == FOCAL
     # only a refiner's estimate is aligned to the landmarks: the regressor's start has no fit to meet
     assert m.provenance_dict["aligned_to_landmarks"] == (align and rrm_init == "keypoints")
     # aligned, the refinement stops early (its later iterations turn what the fit now shares)

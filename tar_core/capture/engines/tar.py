@@ -24,12 +24,12 @@ from __future__ import annotations
 import sys
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from tar_core.capture.engines.keypoints import FitConfig
+from tar_core.capture.engines.keypoints import FitConfig, job_camera
 from tar_core.capture.engines.keypoints.align import align_track, body_facing, bridged, flip_verdict, fused_rotations
 from tar_core.capture.engines.keypoints.filters import lowpass, lowpass_rotations
 from tar_core.capture.engines.keypoints.starts import FittedRows, track_starts
@@ -222,6 +222,7 @@ class TarCaptureEngine:
         self.notes, self.batch_windows = notes, batch_windows
         self.smooth_hz = SMOOTH_HZ if smooth_hz is None else smooth_hz
         self.align = align and checkpoint.config.rrm_init == "keypoints"  # needs the start's landmarks
+        self.focal = None  # FocalEstimate: how the camera was found (given or estimated, as the keypoints engine does)
         self.fits: dict[str, dict] = {}  # per track: the keypoints fit it starts from and its alignment (figures)
         # aligned, the RRM stops early (ALIGNED_RRM_ITERATIONS); otherwise all of the checkpoint's iterations run
         self.rrm_iterations = ALIGNED_RRM_ITERATIONS if self.align else checkpoint.config.iterations
@@ -248,7 +249,8 @@ class TarCaptureEngine:
         ck = self.ck
         return {"checkpoint": {"path": str(ck.path), "sha256": ck.sha256, "variant": ck.config.name,
                                "provenance": ck.provenance, "builtin_demo": self.builtin_demo},
-                "notes": self.notes, **({"fit": {"tracks": self.fits}} if self.fits else {})}
+                "notes": self.notes, **({"fit": {"tracks": self.fits}} if self.fits else {}),
+                **({"focal": self.focal.provenance()} if self.focal is not None else {})}
 
     def provenance(self) -> dict:
         return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256, "smooth_hz": self.smooth_hz,
@@ -265,6 +267,9 @@ class TarCaptureEngine:
                     for tid, t in sorted(job.tracks.items())}
 
     def run(self, job) -> None:
+        K, self.focal = job_camera(job)  # the focal length the keypoints engine would use, the same way
+        job.writer.set_camera(K, self.focal.provenance())
+        job = replace(job, K=K)
         starts = self._starts(job)
         engine = TarEngine(self.ck.model, self.device, batch_windows=self.batch_windows,
                            rrm_iterations=self.rrm_iterations)

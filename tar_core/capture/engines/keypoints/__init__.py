@@ -32,7 +32,8 @@ from tar_core.capture.tracks import TrackData
 from tar_core.geometry import camera as cam
 from tar_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["FitConfig", "GivenStart", "KeypointsEngine", "TrackFit", "fill_rows", "fit_track", "MP_TO_BODY"]
+__all__ = ["FitConfig", "GivenStart", "KeypointsEngine", "TrackFit", "fill_rows", "fit_track", "job_camera",
+           "MP_TO_BODY"]
 
 VERSION = "keypoints-2"
 
@@ -216,6 +217,19 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None, start
                     contacts=contacts.prob, ground=contacts.ground, confidence=conf, info=info)
 
 
+def job_camera(job, max_gap_s: float = 0.5) -> tuple[np.ndarray, FocalEstimate]:
+    """A capture's K as given, or with the focal length estimated from the longest track's landmarks (``focal``)
+    when the user gave none; and how it was found."""
+    source = getattr(job, "focal_source", "given")
+    W, H = int(round(2 * job.K[0, 2])), int(round(2 * job.K[1, 2]))
+    if source != "default" or not job.tracks:
+        return job.K, FocalEstimate(float(job.K[0, 0]), source, {})
+    longest = max(job.tracks.values(), key=lambda tr: len(tr.frame_ids))
+    a = track_arrays(longest, job.frame_times, max_gap_s)
+    focal = estimate_focal(a.xy, a.vis, a.world, W, H, job.stop)
+    return cam.intrinsics(focal.focal, (job.K[0, 2], job.K[1, 2])), focal
+
+
 class KeypointsEngine:
     """The keypoints engine behind the ``Engine`` interface: no checkpoint, landmarks from pass 1."""
 
@@ -238,23 +252,11 @@ class KeypointsEngine:
         return {"config": VERSION, "checkpoint_sha256": None,
                 "fit_config": {k: v for k, v in asdict(self.cfg).items() if k != "pin_solve"}}
 
-    def _camera(self, job) -> np.ndarray:
-        """K as given, or with the focal length estimated from the longest track's landmarks."""
-        source = getattr(job, "focal_source", "given")
-        W, H = int(round(2 * job.K[0, 2])), int(round(2 * job.K[1, 2]))
-        if source != "default":
-            self.focal = FocalEstimate(float(job.K[0, 0]), source, {})
-            return job.K
-        longest = max(job.tracks.values(), key=lambda tr: len(tr.frame_ids))
-        a = track_arrays(longest, job.frame_times, self.cfg.max_gap_s)
-        self.focal = estimate_focal(a.xy, a.vis, a.world, W, H, job.stop)
-        return cam.intrinsics(self.focal.focal, (job.K[0, 2], job.K[1, 2]))
-
     def run(self, job) -> None:
         threads = torch.get_num_threads()
         torch.set_num_threads(self.cfg.threads)
         try:
-            K = self._camera(job)
+            K, self.focal = job_camera(job, self.cfg.max_gap_s)
             job.writer.set_camera(K, self.focal.provenance())
             for tid in sorted(job.tracks):
                 job.stop.check()
