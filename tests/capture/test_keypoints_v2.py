@@ -378,3 +378,6 @@ def test_both_engines_camera_is_estimated_unless_given(body):
     given = cam.intrinsics(700.0, (W / 2, H / 2))
     K, est = job_camera(EngineJob(**{**vars(job), "K": given, "focal_source": "given"}))
     assert est.method == "given" and np.array_equal(K, given)
+    blind = {0: TrackData(0, list(range(n)), list(a.times), list(a.boxes), [0.9] * n, [None] * n)}  # --boxes only
+    K, est = job_camera(EngineJob(**{**vars(job), "tracks": blind}))
+    assert est.method == "default" and np.array_equal(K, default)

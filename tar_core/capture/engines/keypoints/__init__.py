@@ -222,9 +222,13 @@ def job_camera(job, max_gap_s: float = 0.5) -> tuple[np.ndarray, FocalEstimate]:
     when the user gave none; and how it was found."""
     source = getattr(job, "focal_source", "given")
     W, H = int(round(2 * job.K[0, 2])), int(round(2 * job.K[1, 2]))
-    if source != "default" or not job.tracks:
+    if source != "default":
         return job.K, FocalEstimate(float(job.K[0, 0]), source, {})
-    longest = max(job.tracks.values(), key=lambda tr: len(tr.frame_ids))
+    # the tar engine may run on people without landmarks (boxes from --boxes): those cannot tell the focal
+    seen = [tr for tr in job.tracks.values() if tr.frame_ids and all(lm is not None for lm in tr.landmarks)]
+    if not seen:
+        return job.K, FocalEstimate(float(job.K[0, 0]), "default", {"reason": "no landmarks"})
+    longest = max(seen, key=lambda tr: len(tr.frame_ids))
     a = track_arrays(longest, job.frame_times, max_gap_s)
     focal = estimate_focal(a.xy, a.vis, a.world, W, H, job.stop)
     return cam.intrinsics(focal.focal, (job.K[0, 2], job.K[1, 2])), focal
