@@ -3,20 +3,17 @@ and the faces differ at most by the diagonal of a quad (anny's shortest-diagonal
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
+
+from tests.scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_mannequin", ROOT / "scripts" / "make_mannequin.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_mannequin")
 
 
 def _committed() -> dict:

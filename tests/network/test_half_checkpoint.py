@@ -11,7 +11,6 @@ off by 3.7 mm (translation 2.0 mm, 2D 0.11 px, rotations 2.4e-3): the tolerances
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from tar_core.network.checkpoints import (
     read_checkpoint,
     save_checkpoint,
 )
+from tests.scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "tests" / "data" / "demo_fp32_reference.npz"
@@ -34,11 +34,7 @@ JOINTS_MM, JOINTS_2D_PX, ROTMAT, TRANSL_MM = 1.0, 0.02, 1e-3, 1.0
 
 
 def _reference_script():
-    spec = importlib.util.spec_from_file_location("make_demo_reference", ROOT / "scripts" / "make_demo_reference.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_demo_reference")
 
 
 @pytest.fixture(scope="module")
