@@ -58,6 +58,8 @@ DETECTION_SCALE = 1.25  # crop side / the side of the pose detector's body squar
 CROP_STEP = 32  # crop sides are multiples of this many pixels
 MAX_CROP = 640  # wider crops come from the image shrunk by a whole factor
 DUPLICATE_IOU = 0.5
+NEW_PERSON_IOU = 0.7  # a new person's pass overlapping someone found this much landed on them (the real duo's two
+# dancers, side by side with arms across each other, overlap by 0.49)
 SIZE_JUMP = 1.8  # a pass whose box diagonal exceeds this x the track's recent median is refused
 TILE_MIN_SIDE = 640
 TILE_EVERY = 2
@@ -415,6 +417,17 @@ def _same_person(square: np.ndarray, box: np.ndarray) -> bool:
     return bool(d[0] < 0.15 * h and d[1] < 0.25 * h)
 
 
+def _found_already(box: np.ndarray, others: list) -> bool:
+    """Whether a new person's pass (its landmarks' ``box``) landed on someone found on this frame already: the new
+    box is centred on another's (its hips there, ``_same_person``) or nearly covers the same region
+    (``NEW_PERSON_IOU``). Two people side by side, arms across each other, overlap a good deal but are apart at
+    the hips: with a plain IoU above 0.3 the second dancer of the real duo, in view from the first frame, was
+    refused until frame 24."""
+    if not others:
+        return False
+    return bool(box_iou(box, np.stack(others)).max() > NEW_PERSON_IOU or any(_same_person(box, o) for o in others))
+
+
 class Stillness:
     """Whether anything changed in a frame outside the people tracked in it since the frame ``remember`` was
     given: both frames shrunk to ``WIDTH`` pixels across (sampled, then blurred), compared outside every tracked
@@ -614,8 +627,7 @@ class MultiPoseDetector:
             else:
                 key, self._next_key = self._next_key, self._next_key - 1
                 d = self._regions.run(key, image, cand.box, time_s, scale=DETECTION_SCALE)
-            others = [x.box for x in (*dets, *out)]
-            if d is None or (others and box_iou(d.box, np.stack(others)).max() > 0.3):
+            if d is None or _found_already(d.box, [x.box for x in (*dets, *out)]):
                 self._regions.release(key, time_s)
                 continue
             self._origin[id(d)] = key

@@ -274,3 +274,17 @@ def test_pick_by_point_fits_only_that_person_and_boxes_work_with_keypoints(short
     assert res.returncode == 0, res.stderr
     mb = read_motion(tmp_path / "boxes" / "person_7.npz")
     assert np.median(np.linalg.norm(mb.joints_2d - m.joints_2d, axis=-1)) < 5.0
+
+
+def test_a_new_persons_pass_is_refused_only_when_it_landed_on_someone_found():
+    """Two people side by side, one's arms across the other (boxes overlapping by IoU 0.45, hips apart), are
+    two people; a pass overlapping a found person as two passes on one person do, or centred on them, is not."""
+    from tar_core.capture.multipose import _found_already
+
+    left = np.array([31.0, 774, 332, 1146])  # the real duo's first frame: the landmark boxes of both dancers
+    right = np.array([101.0, 711, 437, 1152])
+    assert not _found_already(right, [left])
+    assert not _found_already(left, [])
+    assert _found_already(left + np.array([10.0, 5, 20, 0]), [left])  # the same person, a little larger
+    assert _found_already(np.array([121.0, 830, 242, 1090]), [left])  # a smaller box on the same hips
+    assert not _found_already(right, [left, np.array([600.0, 700, 700, 1100])])
