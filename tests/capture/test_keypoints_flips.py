@@ -112,3 +112,31 @@ def test_a_long_flip_is_overturned_by_another_estimates_facing(body):
     assert np.flatnonzero(choose_readings(a.world, a.times, facing_ref=ref)).tolist() == rows
     ref[30:34] *= -1.0  # the other estimate's own short flip does not break a continuous reading
     assert np.flatnonzero(choose_readings(a.world, a.times, facing_ref=ref)).tolist() == rows
+
+
+def turned_round(a, start: int, steps: int = 3):
+    """The track read the other way round from row ``start`` on, as MediaPipe's smoothed landmarks read it: no
+    jump, the body turned round about the vertical over the ``steps`` rows before (180 degrees in 0.1 s)."""
+    b = misread(a, list(range(start, len(a))))
+    world = b.world.copy()
+    for k, i in enumerate(range(start - steps + 1, start)):
+        yaw = Rotation.from_euler("y", np.pi * (k + 1) / steps).as_matrix()
+        world[i] = a.world[i] @ yaw.T
+    return replace(b, world=world)
+
+
+def test_a_flip_smoothed_into_an_impossible_turn_is_found(body, monkeypatch):
+    from tar_core.capture.engines.keypoints import flips
+
+    n, start = 48, 30
+    a = turned_round(track(body, turning(n, 20.0), trans(n), noise_px=1.0, noise_m=0.01, seed=3), start)
+    chosen = choose_readings(a.world, a.times)
+    assert chosen[start:].all() and not chosen[: start - 3].any(), np.flatnonzero(chosen)
+    monkeypatch.setattr(flips, "TURN_PRICE_PER_RAD", 0.0)  # the jumps alone take it for a turn
+    assert not choose_readings(a.world, a.times)[start:].any()
+
+
+def test_a_fast_real_turn_is_left_alone(body):
+    n = 24  # a whole turn in 0.8 s (450 degrees a second)
+    a = track(body, turning(n, 360.0), trans(n), noise_px=1.0, noise_m=0.015, seed=4)
+    assert not choose_readings(a.world, a.times).any()
