@@ -70,10 +70,10 @@ def facing(world: np.ndarray) -> np.ndarray:
     return f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-9)
 
 
-def _turn_cost(world: np.ndarray, dt: np.ndarray) -> np.ndarray:
+def _turn_cost(face: np.ndarray, dt: np.ndarray) -> np.ndarray:
     """(N-1, 2, 2) price of turning from reading a of row i to reading b of row i + 1 faster than a person can
-    (``MAX_TURN_RAD_S``): ``TURN_PRICE_PER_RAD`` per radian beyond it; ``dt`` (N-1,) the rows' intervals."""
-    face = np.stack([facing(world), facing(_flip_world(world))], 1)  # (N, 2, 3)
+    (``MAX_TURN_RAD_S``): ``TURN_PRICE_PER_RAD`` per radian beyond it; ``face`` (N, 2, 3) each reading's facing,
+    ``dt`` (N-1,) the rows' intervals."""
     angle = np.arccos(np.clip((face[:-1, :, None] * face[1:, None]).sum(-1), -1.0, 1.0))  # (N-1, 2, 2)
     return TURN_PRICE_PER_RAD * np.maximum(angle - MAX_TURN_RAD_S * dt[:, None, None], 0.0)
 
@@ -92,18 +92,19 @@ def choose_readings(world: np.ndarray, times: np.ndarray, price_per_s: float = P
     n = len(world)
     if n < 2:
         return np.zeros(n, dtype=bool)
-    states = np.stack([world[:, _BODY], _flip_world(world)[:, _BODY]], 1)  # (N, 2, 12, 3)
+    readings = (world, _flip_world(world))  # as given, flipped
+    states = np.stack([r[:, _BODY] for r in readings], 1)  # (N, 2, 12, 3)
+    face = np.stack([facing(r) for r in readings], 1)  # (N, 2, 3)
     # jump[i, a, b]: mean landmark distance from reading a of row i to reading b of row i + 1
     jump = np.linalg.norm(states[:-1, :, None] - states[1:, None], axis=-1).mean(-1)  # (N-1, 2, 2)
     dt = np.diff(times, prepend=times[0])
     dt = np.where(dt > 0, dt, float(np.median(np.diff(times))))
-    jump = jump + _turn_cost(world, dt[1:])
+    jump = jump + _turn_cost(face, dt[1:])
     unary = np.zeros((n, 2))  # (N, 2) each row's price for reading it as given / flipped
     unary[:, 1] = price_per_s * dt
     if facing_ref is not None:
-        for k, w in enumerate((world, _flip_world(world))):
-            against = np.clip(-(facing(w) * facing_ref).sum(-1), 0.0, 1.0)  # 0 within 90 degrees of the reference
-            unary[:, k] += FACING_PRICE_PER_S * dt * against
+        against = np.clip(-(face * facing_ref[:, None]).sum(-1), 0.0, 1.0)  # (N, 2) 0 within 90 deg of the reference
+        unary += FACING_PRICE_PER_S * dt[:, None] * against
     cost = unary[0].copy()  # (2,) the best path's cost ending in each reading
     back = np.zeros((n, 2), dtype=np.int8)
     for i in range(1, n):
