@@ -9,8 +9,10 @@ moment its last frame is done.
 With a checkpoint whose RRM starts from the keypoints fit (``rrm_init="keypoints"``), every track is first
 fitted as the keypoints engine fits it (``keypoints.starts``), and the network's estimate is at last aligned to
 the track's landmarks by the same engine's refinement, smoothing and foot pinning (``keypoints.align``; off with
-``--no-align``: then the motion keeps the start's contacts and ground plane). Otherwise the network's motion is
-low-passed at ``SMOOTH_HZ`` of real time (``--smooth-hz``). The raw (unsmoothed) solution is kept beside it.
+``--no-align``: then the motion keeps the start's contacts and ground plane); there the landmarks' correction of the
+estimate is smoothed harder than the estimate (``CORRECTION_SHARE``), so their frame-to-frame noise stays out.
+Otherwise the network's motion is low-passed at ``SMOOTH_HZ`` of real time (``--smooth-hz``). The raw (unsmoothed)
+solution is kept beside it.
 
 The backbone (and the LTE's per-frame part) runs once per frame and person, crops of ``ENCODE_BATCH`` frames
 at a time; the features wait in a ring buffer of T entries.

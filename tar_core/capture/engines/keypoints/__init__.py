@@ -21,8 +21,12 @@ import numpy as np
 import torch
 
 from tar_core.capture.engines.keypoints import contacts as ct
-from tar_core.capture.engines.keypoints.filters import (complementary_rotations, lowpass, lowpass_rotations,
-                                                        nearest_rotation)
+from tar_core.capture.engines.keypoints.filters import (
+    complementary_rotations,
+    lowpass,
+    lowpass_rotations,
+    nearest_rotation,
+)
 from tar_core.capture.engines.keypoints.flips import unflip
 from tar_core.capture.engines.keypoints.focal import FocalEstimate, estimate_focal
 from tar_core.capture.engines.keypoints.ik import rest_body, solve_ik, translation_from_2d
