@@ -19,8 +19,8 @@ def register(sub) -> None:
     p.add_argument("--body", default=None, help=BODY_HELP)
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.add_argument("--focal", type=float, default=None,
-                   help="focal length in pixels (default: the keypoints engine estimates it from the landmarks; "
-                        "the tar engine uses the image diagonal)")
+                   help="focal length in pixels (default: estimated from the landmarks where their perspective "
+                        "tells it, else the image diagonal; both engines alike)")
     p.add_argument("--fov", type=float, default=None, help="field of view in degrees across the longer image side")
     p.add_argument("--focal-35mm", type=float, default=None, help="35 mm-equivalent focal length in mm (as phones "
                                                                    "report it)")

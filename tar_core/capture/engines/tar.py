@@ -9,8 +9,10 @@ moment its last frame is done.
 With a checkpoint whose RRM starts from the keypoints fit (``rrm_init="keypoints"``), every track is first
 fitted as the keypoints engine fits it (``keypoints.starts``), and the network's estimate is at last aligned to
 the track's landmarks by the same engine's refinement, smoothing and foot pinning (``keypoints.align``; off with
-``--no-align``: then the motion keeps the start's contacts and ground plane). Otherwise the network's motion is
-low-passed at ``SMOOTH_HZ`` of real time (``--smooth-hz``). The raw (unsmoothed) solution is kept beside it.
+``--no-align``: then the motion keeps the start's contacts and ground plane); there the landmarks' correction of the
+estimate is smoothed harder than the estimate (``CORRECTION_SHARE``), so their frame-to-frame noise stays out.
+Otherwise the network's motion is low-passed at ``SMOOTH_HZ`` of real time (``--smooth-hz``). The raw (unsmoothed)
+solution is kept beside it.
 
 The backbone (and the LTE's per-frame part) runs once per frame and person, crops of ``ENCODE_BATCH`` frames
 at a time; the features wait in a ring buffer of T entries.
@@ -58,6 +60,14 @@ FIT_SHARE = 0.5
 # MediaPipe's): 5: 40.3 / 60.8, 1.50 / 13.1 / 8.3; 3: 41.1 / 60.1; 2: 41.9 / 60.1, 1.20 / 11.9 / 8.2; 1: 42.9 / 59.6,
 # 1.19 / 10.6 / 7.6 (but held-out ACCEL 16.0 at 2 against 18.2 at 1). Three iterations fewer are faster, too.
 ALIGNED_RRM_ITERATIONS = 2
+# Aligned, the rotations' correction by the landmarks is low-passed at this share of the motion's cut-off (2.5 Hz
+# at the default 4), the estimate it corrects at the cut-off itself (``filters.complementary_rotations``): the
+# network's estimate is steady, the landmarks' frame-to-frame noise is what reached the motion (a 256-pixel render
+# with the arms overhead: 50-130 mm/frame^2 on the wrists where the truth has 5). Measured (6 held-out 256-pixel
+# renders ACCEL mm/frame^2 / real footage limbs % of height off MediaPipe's, the mean of the clips' medians): share
+# 1 (the solution low-passed as one): 9.3 / 1.29; 0.75: 7.9 / 1.35; 0.625: 7.4 / 1.39; 0.5: 7.0 / 1.61 (with the
+# translation's correction at 0.5 too); 0.25: 6.6 / 2.26. Elbow and knee bends on real footage unchanged throughout.
+CORRECTION_SHARE = 0.625
 
 
 @dataclass
@@ -256,6 +266,7 @@ class TarCaptureEngine:
         return {"config": self.ck.config.name, "checkpoint_sha256": self.ck.sha256, "smooth_hz": self.smooth_hz,
                 "rrm_init": self.ck.config.rrm_init, "aligned_to_landmarks": self.align,
                 "fit_share": FIT_SHARE if self.align else None,
+                "correction_hz": CORRECTION_SHARE * self.smooth_hz if self.align else None,
                 "rrm_iterations": self.rrm_iterations}
 
     def _starts(self, job) -> dict[int, FittedRows] | None:
@@ -376,7 +387,7 @@ def _write_track(job, track, rows: dict[int, FrameResult], fit: FittedRows | Non
             m = _aligned(job, track, R, t, betas, smooth_hz, progress.aligning, facing)
         except Cancelled:
             _write_unaligned(job, track, raw_poses, raw_trans, betas, scores, fit, smooth_hz,
-                             {"aligned_to_landmarks": False, "fit_share": None})
+                             {"aligned_to_landmarks": False, "fit_share": None, "correction_hz": None})
             raise
         progress.aligned_track(len(ordered))
         extras = {"poses_raw": m.poses_raw, "trans_raw": m.trans_raw, "contacts": m.contacts, "ground_plane": m.ground}
@@ -416,7 +427,7 @@ def _aligned(job, track, R: np.ndarray, trans: np.ndarray, betas: np.ndarray, sm
     the network's ``facing`` (N, 3)."""
     with _one_thread():
         return align_track(job.body, track, job.frame_times, job.K, R, trans, betas, job.stop, progress,
-                           FitConfig(cutoff_hz=smooth_hz), facing)
+                           FitConfig(cutoff_hz=smooth_hz, correction_hz=CORRECTION_SHARE * smooth_hz), facing)
 
 
 @contextmanager

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from tar_core.capture.engines.keypoints import contacts as ct
-from tar_core.capture.engines.keypoints.filters import lowpass, lowpass_rotations, nearest_rotation
+from tar_core.capture.engines.keypoints.filters import (
+    complementary_rotations,
+    lowpass,
+    lowpass_rotations,
+    nearest_rotation,
+)
 from tar_core.capture.engines.keypoints.flips import unflip
 from tar_core.capture.engines.keypoints.focal import FocalEstimate, estimate_focal
 from tar_core.capture.engines.keypoints.ik import rest_body, solve_ik, translation_from_2d
@@ -46,6 +51,10 @@ class FitConfig:
     # for about a tenth more fit time instead of a half
     contact: ct.ContactConfig = field(default_factory=ct.ContactConfig)
     cutoff_hz: float = 4.0  # zero-phase low-pass of the solution (capture --smooth-hz)
+    # From a given start (``GivenStart``): the landmarks' correction of the start's rotations low-passed at this
+    # lower cut-off, the start's own motion at ``cutoff_hz`` (``filters.complementary_rotations``); None: the
+    # solution low-passed as one, at ``cutoff_hz``
+    correction_hz: float | None = None
     pin_feet: bool = True
     # "ground": each planted run of a foot point held where its viewing rays meet the ground, by a last solve
     # (the 2D term on: the targets lie on the rays, so legs, not the image, move; runs the image sees moving
@@ -179,6 +188,14 @@ def _blended(R, t, rows, R_p, t_p, times, cutoff_hz: float):
     return nearest_rotation(axis_angle_to_matrix(d_rot) @ R), t + d_t
 
 
+def _smoothed(R: np.ndarray, times: np.ndarray, cfg: FitConfig, R_start: np.ndarray | None) -> np.ndarray:
+    """The solution's rotations (N, 24, 3, 3) low-passed; with a given start's (N, 24, 3, 3) and a
+    ``cfg.correction_hz``, their correction of the start at that lower cut-off (``complementary_rotations``)."""
+    if R_start is None or cfg.correction_hz is None:
+        return lowpass_rotations(R, times, cfg.cutoff_hz)
+    return complementary_rotations(nearest_rotation(R_start), R, times, cfg.cutoff_hz, cfg.correction_hz)
+
+
 @dataclass
 class GivenStart:
     """A start for the fit other than the analytic one (e.g. the tar engine's estimate): shape and, for the
@@ -206,7 +223,8 @@ def fit_track(body, a, K: np.ndarray, cfg: FitConfig, stop, progress=None, start
             raise ValueError(f"a given start needs one pose per observed row ({len(rows)}), got {R.shape}, {t.shape}")
     R, t, infos = _solve(body, a, rows, betas, K, R, t, cfg.solve, stop, _reporter(progress, "fitting", len(rows)))
     R_raw, t_raw = nearest_rotation(fill_rows(R, rows, n)), fill_rows(t, rows, n)
-    R_s, t_s = lowpass_rotations(R_raw, a.times, cfg.cutoff_hz), lowpass(t_raw, a.times, cfg.cutoff_hz)
+    R_start = None if start is None else fill_rows(np.asarray(start.rotmat), rows, n)
+    R_s, t_s = _smoothed(R_raw, a.times, cfg, R_start), lowpass(t_raw, a.times, cfg.cutoff_hz)
     contacts, R_f, t_f = _pin(body, a, betas, K, R_s, t_s, cfg, stop, progress)
     conf = np.where(a.observed, a.vis[:, [11, 12, 23, 24]].mean(1), 0.2).clip(0, 1)
     info = {"solver_iterations": [i["iterations"] for i in infos],

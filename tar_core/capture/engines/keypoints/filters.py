@@ -6,6 +6,9 @@ and read back at their own times, so 60 fps and 24 fps footage smooth alike. Rot
 matrices and projected back onto rotations (SVD); they change little from frame to frame, so this is the
 filter of the rotation itself to well within a degree.
 
+Two estimates of one motion are merged by ``complementary_rotations``: one steady but off (a network's), one
+on the image but noisy (a fit to landmarks), each band from the estimate that is good in it.
+
 The filter is written here in numpy (``scipy.signal``'s import alone takes ~0.8 s, a tenth of a short
 capture): one biquad section (order 2, bilinear transform with the cut-off pre-warped, as ``butter`` designs
 it), run in blocks of ``_BLOCK`` samples as matrix products, started from the steady state of the first sample
@@ -20,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["end_value", "lowpass", "lowpass_rotations", "nearest_rotation"]
+__all__ = ["complementary_rotations", "end_value", "lowpass", "lowpass_rotations", "nearest_rotation"]
 
 _BLOCK = 64  # samples per matrix product of the recursive filter
 
@@ -140,3 +143,18 @@ def lowpass_rotations(R: np.ndarray, times: np.ndarray, cutoff_hz: float) -> np.
     """Zero-phase low-pass of rotation matrices (N, ..., 3, 3)."""
     return nearest_rotation(lowpass(R, times, cutoff_hz))
 
+
+
+def complementary_rotations(R_start: np.ndarray, R: np.ndarray, times: np.ndarray, cutoff_hz: float,
+                            correction_hz: float) -> np.ndarray:
+    """Rotations (N, ..., 3, 3) with their slow part from ``R`` and their faster part from ``R_start``: the start
+    low-passed at ``cutoff_hz``, times ``R``'s correction of it (``R_start^T R``, in each joint's own frame)
+    low-passed at the lower ``correction_hz``. A complementary filter: ``R`` (a fit to the landmarks, from that
+    start) is right on average but carries the landmarks' frame-to-frame noise; the start (a network's estimate
+    over a window of frames) is steady but off by an error that changes slowly. At ``correction_hz >=
+    cutoff_hz`` this is ``R`` low-passed at ``cutoff_hz``."""
+    if correction_hz >= cutoff_hz:
+        return lowpass_rotations(R, times, cutoff_hz)
+    correction = np.swapaxes(R_start, -1, -2) @ R
+    return nearest_rotation(lowpass_rotations(R_start, times, cutoff_hz)
+                            @ lowpass_rotations(correction, times, correction_hz))
