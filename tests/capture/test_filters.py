@@ -77,7 +77,6 @@ def test_a_constant_stays_constant_and_nothing_imports_scipy_signal():
     assert float(out[0]) < 1e-12 and out[1] == "False"
 
 
-
 def _off(R: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(N, 3) axis-angle from each rotation of the truth (N, 3, 3) to R's."""
     return matrix_to_axis_angle(np.swapaxes(truth, -1, -2) @ R)

@@ -144,7 +144,6 @@ def lowpass_rotations(R: np.ndarray, times: np.ndarray, cutoff_hz: float) -> np.
     return nearest_rotation(lowpass(R, times, cutoff_hz))
 
 
-
 def complementary_rotations(R_start: np.ndarray, R: np.ndarray, times: np.ndarray, cutoff_hz: float,
                             correction_hz: float) -> np.ndarray:
     """Rotations (N, ..., 3, 3) with their slow part from ``R`` and their faster part from ``R_start``: the start
